@@ -192,6 +192,8 @@ def convert_gguf(gguf: Path, folder: Path, stamp: dict | None = None) -> Path:
     try:
         hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except ImportError as e:
+        raise ImportError(f"reading GGUF files needs the `gguf` package: pip install gguf ({e})") from e
     except Exception as e:
         raise ValueError(f"could not read {gguf} as a GGUF model ({type(e).__name__}: {e}); is the file complete?") from e
     config = hf.config.to_dict()
