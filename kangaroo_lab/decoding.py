@@ -28,6 +28,7 @@ from .adapter import Adapter, _check_fits
 from .models import Model
 
 METHODS = ("ar", "kangaroo")
+DEFAULT_METHOD = "kangaroo"
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ def kangaroo(model: Model, adapter: Adapter, prompt: list[int], opts: DecodeOpti
 
 
 # ------------------------------------------------------------------------------------ entry
-def generate(model: Model, prompt, adapter: Adapter | None = None, method: str = "kangaroo",
+def generate(model: Model, prompt, adapter: Adapter | None = None, method: str = DEFAULT_METHOD,
              threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
              max_new_tokens: int = DEFAULTS.max_new_tokens, temperature: float = DEFAULTS.temperature,
              top_p: float = DEFAULTS.top_p, seed: int = DEFAULTS.seed, chat: bool = True) -> GenerationResult:

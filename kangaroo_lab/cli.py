@@ -1,0 +1,403 @@
+"""`kangaroo-lab`: the command line over the package.
+
+    kangaroo-lab demo                                  # AR vs Kangaroo on bundled prompts, embedded SmolLM2
+    kangaroo-lab generate --prompt "Why is the sky blue?"
+    kangaroo-lab generate --prompt "Why is the sky blue?" --method ar --json
+
+Each subcommand is a pair: `add_X_parser(subparsers)` declares its options and `run_X(args)` does
+the work; `build_parser` calls every `add_X_parser`. Defaults are read from `decoding.DEFAULTS`
+and `adapter.DEFAULT_EXIT_LAYER`, never declared here. Library errors (ValueError,
+OSError such as FileNotFoundError) become one line, `kangaroo-lab: error: <message>`, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+from importlib.resources import files
+
+import torch
+
+from . import __version__
+from .adapter import (DEFAULT_EXIT_LAYER, META_FILE, Adapter, check_exit_layer, load_adapter, new_adapter,
+                      shipped_adapter_dir)
+from .decoding import DEFAULT_METHOD, DEFAULTS, METHODS, DecodeOptions, GenerationResult, generate
+from .models import DEFAULT_MODEL, Model, load_model
+
+DEMO_PROMPTS = "demo_prompts.json"  # in kangaroo_lab/assets/
+DEMO_MAX_NEW_TOKENS = 64  # short answers keep the demo under a minute on a CPU
+WARMUP_TOKENS = 8
+NEXT_STEPS = (
+    "Next: `make lab` and open notebooks/00_quickstart.ipynb to see how Kangaroo works step by step;\n"
+    "      `kangaroo-lab generate --help` to try your own prompts and settings."
+)
+
+
+# ------------------------------------------------------------------------------------ entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as e:  # the library's errors say what to do: no traceback
+        print(f"kangaroo-lab: error: {e}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kangaroo-lab",
+        description="Kangaroo (arXiv 2404.18911): lossless self-speculative decoding with double early exiting.",
+        epilog="Run `kangaroo-lab COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_demo_parser(subparsers)
+    add_generate_parser(subparsers)
+    return parser
+
+
+# ------------------------------------------------------------------------------------ shared options
+def _add_model_args(p: argparse.ArgumentParser):
+    p.add_argument("--model", metavar="NAME", default=DEFAULT_MODEL,
+                   help="'smollm2-135m-instruct' (embedded), 'tiny-random', a .gguf file, a model folder "
+                        "or a Hugging Face hub id (default: %(default)s)")
+    p.add_argument("--device", type=_device, default=None,
+                   help="cpu, cuda, cuda:1, mps, ... (default: cuda when available, else cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+
+
+def _device(text: str) -> str:
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    return text
+
+
+def _decode_options(args: argparse.Namespace, **overrides) -> DecodeOptions:
+    """DEFAULTS, updated by whichever decoding options this subcommand has (validated here, before any load)."""
+    given = {f.name: getattr(args, f.name) for f in fields(DecodeOptions) if hasattr(args, f.name)}
+    return replace(DEFAULTS, **{**given, **overrides})
+
+
+def _load_model(args: argparse.Namespace) -> Model:
+    if args.device and torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: torch sees no CUDA GPU here; use --device cpu")
+    return load_model(args.model, device=args.device)
+
+
+def _warn(message: str):
+    print(f"kangaroo-lab: {message}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------ adapter choice
+@dataclass
+class AdapterChoice:
+    """The adapter a command runs with, and where it came from: "path", "shipped" or "untrained"."""
+
+    adapter: Adapter
+    source: str
+    path: str | None = None
+
+    @property
+    def label(self) -> str:
+        where = {"path": f"from {self.path}", "shipped": "shipped with the package", "untrained": "UNTRAINED"}
+        return f"{where[self.source]}, exit layer {self.adapter.exit_layer} ({self.adapter.variant})"
+
+    def describe(self) -> dict:
+        return {"source": self.source, "path": self.path, "trained": self.source != "untrained",
+                "exit_layer": self.adapter.exit_layer, "variant": self.adapter.variant}
+
+
+def choose_adapter(model: Model, path=None, exit_layer: int | None = None, untrained: bool = False) -> AdapterChoice:
+    """--adapter PATH, else the shipped adapter for (model, exit layer), else an untrained one (said on stderr)."""
+    if path is not None:
+        adapter = load_adapter(model, path)
+        if exit_layer is not None and exit_layer != adapter.exit_layer:
+            raise ValueError(f"--exit-layer {exit_layer} disagrees with the adapter in {path}, which exits at "
+                             f"layer {adapter.exit_layer}; drop --exit-layer or pass another adapter")
+        return AdapterChoice(adapter, "path", str(path))
+    exit_layer = DEFAULT_EXIT_LAYER if exit_layer is None else exit_layer
+    check_exit_layer(exit_layer, model.config.n_layers)
+    shipped = shipped_adapter_dir(model.name, exit_layer)
+    if untrained:
+        return AdapterChoice(new_adapter(model, exit_layer), "untrained")
+    if (shipped / META_FILE).is_file():
+        return AdapterChoice(load_adapter(model, exit_layer=exit_layer), "shipped", str(shipped))
+    _warn(f"no trained adapter is shipped for {model.name!r} at exit layer {exit_layer}, so using an UNTRAINED "
+          "adapter: output is still exact, but few drafts are accepted (no speedup). "
+          "Pass --adapter PATH to use a trained one.")
+    return AdapterChoice(new_adapter(model, exit_layer), "untrained")
+
+
+# ------------------------------------------------------------------------------------ coloured output
+ACCEPTED, REJECTED, RESET = "\x1b[32m", "\x1b[9;31m", "\x1b[0m"  # green; red + strikethrough
+# on a terminal, control characters the model emits are shown as symbols (a random model's ESC would garble it)
+_CONTROL_PICTURES = {c: 0x2400 + c for c in range(32) if chr(c) not in "\n\t"}
+
+
+def use_colour(stream) -> bool:
+    """ANSI colours only on a terminal, and never with NO_COLOR set (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def legend() -> str:
+    return (f"legend: {ACCEPTED}accepted draft{RESET} | {REJECTED}rejected draft{RESET} "
+            "| plain = token from the target model")
+
+
+def token_kinds(res: GenerationResult) -> tuple[list[str], dict[int, list[int]]]:
+    """Per generated token, "target" or "accepted"; and the rejected drafts, keyed by the index of
+    the token they were rejected in favour of.
+
+    The first token comes from the prefill, before any round; the output may stop (EOS,
+    max_new_tokens) inside the last round, so only the first len(res.token_ids) tokens count."""
+    kinds, rejected = ["target"], {}
+    for r in res.trace:
+        kinds += ["accepted"] * r.accepted
+        if r.drafts[r.accepted:]:
+            rejected[len(kinds)] = r.drafts[r.accepted:]
+        kinds.append("target")  # the target's correction, or its bonus token when all drafts were accepted
+    n = len(res.token_ids)
+    kinds = kinds[:n] + ["target"] * (n - len(kinds))
+    return kinds, {i: d for i, d in rejected.items() if i < n}
+
+
+def _added_text(decode, prefix: list[int], new: list[int]) -> str:
+    """The text `new` adds after `prefix`: decode(prefix + new) minus decode(prefix), so that
+    multi-byte characters and leading spaces come out as in the full text."""
+    before, after = decode(prefix), decode(prefix + new)
+    return after[len(before):] if after.startswith(before) else decode(new)
+
+
+def token_pieces(ids: list[int], decode) -> list[str]:
+    """The text each token adds; the pieces join to decode(ids) exactly.
+
+    A token that stops inside a multi-byte character adds "" and the token that completes the
+    character carries it (decoding shows an unfinished character as U+FFFD)."""
+    pieces, done = [], ""
+    for i in range(len(ids)):
+        text = decode(ids[: i + 1])
+        if text.startswith(done) and not text.endswith("\ufffd"):
+            pieces.append(text[len(done):])
+            done = text
+        else:
+            pieces.append("")
+    full = decode(ids)
+    if full.startswith(done):
+        if pieces:
+            pieces[-1] += full[len(done):]
+        return pieces
+    return [""] * (len(ids) - 1) + [full]  # decoding is not prefix-stable here: give up on per-token pieces
+
+
+def segments(res: GenerationResult, decode) -> list[tuple[str, str]]:
+    """(kind, text) in reading order; kind is "target", "accepted" or "rejected" (rejected drafts
+    sit where they were rejected, just before the target's correction)."""
+    kinds, rejected = token_kinds(res)
+    ids = res.token_ids
+    out = []
+    for i, (kind, piece) in enumerate(zip(kinds, token_pieces(ids, decode))):
+        if i in rejected:
+            out.append(("rejected", _added_text(decode, ids[:i], rejected[i])))
+        out.append((kind, piece))
+    return out
+
+
+def render(res: GenerationResult, decode, colour: bool) -> str:
+    """The generated text; with colour, accepted drafts green and rejected drafts red, struck through.
+    Without colour it is exactly decode(res.token_ids)."""
+    if not colour:
+        return "".join(text for kind, text in segments(res, decode) if kind != "rejected")
+    parts = []
+    for kind, text in segments(res, decode):
+        text = text.translate(_CONTROL_PICTURES)
+        if kind == "accepted" and text:
+            parts.append(f"{ACCEPTED}{text}{RESET}")
+        elif kind == "rejected" and text:  # its line breaks stay visible but out of the layout
+            parts.append(f"{REJECTED}{text.replace(chr(10), '⏎')}{RESET}")
+        else:
+            parts.append(text)
+    return "".join(parts)
+
+
+def stats_line(res: GenerationResult) -> str:
+    line = f"{res.method}: {len(res.token_ids)} tokens in {res.seconds:.2f} s = {res.tokens_per_second:.1f} tokens/s"
+    if res.method != "ar":  # one token per round, by definition
+        line += f" | mean accepted {res.mean_accepted:.2f} tokens/round | {res.rounds} rounds"
+    return f"{line} | stop: {res.stop_reason}"
+
+
+def print_generation(res: GenerationResult, decode):
+    colour = use_colour(sys.stdout)
+    if colour and res.trace:
+        print(legend())
+    print(render(res, decode, colour))
+    print()
+    print(stats_line(res))
+
+
+def result_record(res: GenerationResult) -> dict:
+    """The fields of a result that --json prints."""
+    return {
+        "method": res.method, "text": res.text, "token_ids": res.token_ids, "accept_lengths": res.accept_lengths,
+        "mean_accepted": res.mean_accepted, "tokens_per_second": res.tokens_per_second, "seconds": res.seconds,
+        "rounds": res.rounds, "draft_confidences": res.draft_confidences, "draft_accepted": res.draft_accepted,
+        "stop_reason": res.stop_reason,
+    }
+
+
+# ------------------------------------------------------------------------------------ generate
+def add_generate_parser(subparsers):
+    p = subparsers.add_parser(
+        "generate", help="generate from one prompt, showing which tokens were drafted",
+        description="Generate from one prompt with Kangaroo (default) or plain autoregressive decoding. "
+                    "On a terminal, accepted drafts are green and rejected drafts red, struck through.",
+    )
+    p.add_argument("--prompt", metavar="TEXT", required=True,
+                   help="the user's message (the model's chat template is applied)")
+    _add_model_args(p)
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD, help="(default: %(default)s)")
+    p.add_argument("--exit-layer", metavar="L", type=int, default=None,
+                   help=f"the draft exits after this many layers (default: {DEFAULT_EXIT_LAYER}, "
+                        "or the --adapter's own)")
+    p.add_argument("--threshold", metavar="ETA", type=float, default=DEFAULTS.threshold,
+                   help="eta: stop drafting once the draft's top-1 probability is below it (default: %(default)s)")
+    p.add_argument("--max-draft", metavar="GAMMA", type=int, default=DEFAULTS.max_draft,
+                   help="gamma: at most this many drafts per round (default: %(default)s)")
+    p.add_argument("--max-new-tokens", metavar="N", type=int, default=DEFAULTS.max_new_tokens,
+                   help="(default: %(default)s)")
+    p.add_argument("--temperature", metavar="T", type=float, default=DEFAULTS.temperature,
+                   help="0 = greedy; above 0, speculative sampling (default: %(default)s)")
+    p.add_argument("--top-p", metavar="P", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
+    p.add_argument("--seed", metavar="N", type=int, default=DEFAULTS.seed,
+                   help="seed for sampling (default: %(default)s)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--adapter", metavar="PATH",
+                       help="a trained adapter folder (default: the one shipped for the model, else untrained)")
+    which.add_argument("--untrained", action="store_true", help="use a freshly initialised (untrained) adapter")
+    p.set_defaults(run=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    opts = _decode_options(args)
+    model = _load_model(args)
+    prompt_ids = model.encode(args.prompt)  # chat template applied; an empty prompt fails here, before any warning
+    choice = choose_adapter(model, args.adapter, args.exit_layer, args.untrained) if args.method == "kangaroo" else None
+    res = generate(model, prompt_ids, adapter=choice and choice.adapter, method=args.method, **asdict(opts))
+    if args.json:
+        record = {"model": model.name, "adapter": choice and choice.describe(), "options": asdict(opts)}
+        print(json.dumps({**record, **result_record(res)}))
+    else:
+        print_generation(res, model.decode)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ demo
+def add_demo_parser(subparsers):
+    p = subparsers.add_parser(
+        "demo", help="autoregressive vs Kangaroo on a few bundled prompts",
+        description="Greedy autoregressive decoding vs Kangaroo on a few bundled prompts: speed, mean "
+                    "accepted tokens, and a check that both produce identical text.",
+    )
+    _add_model_args(p)
+    p.add_argument("--max-new-tokens", metavar="N", type=int, default=DEMO_MAX_NEW_TOKENS,
+                   help="per answer (default: %(default)s)")
+    p.set_defaults(run=run_demo)
+
+
+def demo_prompts() -> list[dict]:
+    """The bundled demo prompts: [{"name": ..., "prompt": ...}, ...]."""
+    return json.loads((files("kangaroo_lab") / "assets" / DEMO_PROMPTS).read_text())
+
+
+def environment(model: Model) -> dict:
+    device = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else str(model.device)
+    return {"device": device, "dtype": str(model.dtype).removeprefix("torch."), "torch": torch.__version__}
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    opts = _decode_options(args, temperature=0.0)  # greedy: Kangaroo must then match AR token for token
+    model = _load_model(args)
+    choice = choose_adapter(model)
+    if not args.json:
+        print("device: {device} | dtype: {dtype} | torch {torch}".format(**environment(model)))
+        print(f"model: {model.name} | adapter: {choice.label} | max new tokens: {opts.max_new_tokens}\n")
+    prompts = demo_prompts()
+    warm_up = asdict(replace(opts, max_new_tokens=WARMUP_TOKENS))
+    for method in METHODS:  # so that the first timing is not a cold start
+        generate(model, prompts[0]["prompt"], choice.adapter, method, **warm_up)
+    runs = []
+    for p in tqdm(prompts, desc="AR + Kangaroo", unit="prompt", file=sys.stderr, leave=False):
+        ar = generate(model, p["prompt"], method="ar", **asdict(opts))
+        kg = generate(model, p["prompt"], choice.adapter, "kangaroo", **asdict(opts))
+        runs += [(p, ar, None), (p, kg, kg.token_ids == ar.token_ids)]
+    if args.json:
+        print(json.dumps(_demo_record(model, choice, opts, runs)))
+    else:
+        _print_demo(model, choice, runs)
+    return 0
+
+
+def _overall(results: list[GenerationResult]) -> dict:
+    tokens = sum(len(r.token_ids) for r in results)
+    rounds = sum(r.rounds for r in results)
+    return {"new_tokens": tokens, "tokens_per_second": tokens / sum(r.seconds for r in results),
+            "mean_accepted": sum(sum(r.accept_lengths) for r in results) / max(1, rounds)}
+
+
+def _by_method(runs) -> dict[str, list[GenerationResult]]:
+    return {m: [res for _, res, _ in runs if res.method == m] for m in METHODS}
+
+
+def _demo_record(model: Model, choice: AdapterChoice, opts: DecodeOptions, runs) -> dict:
+    overall = {m: _overall(rs) for m, rs in _by_method(runs).items()}
+    return {
+        "environment": environment(model), "model": model.name, "adapter": choice.describe(),
+        "options": asdict(opts),
+        "runs": [{"name": p["name"], "prompt": p["prompt"], "identical_to_ar": same, **result_record(res)}
+                 for p, res, same in runs],
+        "overall": overall,
+        "speedup": overall["kangaroo"]["tokens_per_second"] / overall["ar"]["tokens_per_second"],
+    }
+
+
+def _table_row(name: str, method: str, tokens: int, tps: float, accepted: float, same: str) -> str:
+    return f"{name:<20} {method:<9} {tokens:>10} {tps:>9.1f} {accepted:>14.2f}  {same}"
+
+
+def _print_demo(model: Model, choice: AdapterChoice, runs):
+    yes_no = {None: "-", True: "yes", False: "NO"}
+    print(f"{'prompt':<20} {'method':<9} {'new tokens':>10} {'tokens/s':>9} {'mean accepted':>14}  identical to AR")
+    for p, res, same in runs:
+        print(_table_row(p["name"], res.method, len(res.token_ids), res.tokens_per_second, res.mean_accepted,
+                         yes_no[same]))
+    print("-" * 80)
+    overall = {m: _overall(rs) for m, rs in _by_method(runs).items()}
+    for method, o in overall.items():
+        same = [s for _, r, s in runs if r.method == method and s is not None]
+        print(_table_row("overall", method, o["new_tokens"], o["tokens_per_second"], o["mean_accepted"],
+                         f"{sum(same)}/{len(same)} yes" if same else "-"))
+    speedup = overall["kangaroo"]["tokens_per_second"] / overall["ar"]["tokens_per_second"]
+    print(f"\nKangaroo runs at {speedup:.2f}x the speed of autoregressive decoding here.")
+    if choice.source == "untrained":
+        print("The adapter is UNTRAINED: the output is still exact, but few drafts are accepted, so expect no speedup.")
+    _print_sample(model, runs)
+    print(f"\n{NEXT_STEPS}")
+
+
+def _print_sample(model: Model, runs):
+    """The Kangaroo answer with the most tokens per round, coloured on a terminal."""
+    p, res, _ = max((run for run in runs if run[1].method == "kangaroo"), key=lambda run: run[1].mean_accepted)
+    print(f"\nKangaroo's answer to the {p['name']} prompt, {res.mean_accepted:.2f} tokens per round:")
+    print(f"> {p['prompt']}\n")
+    print_generation(res, model.decode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
