@@ -133,14 +133,15 @@ class Adapter(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------------------ save / load
-    def save(self, folder, training: dict | None = None) -> Path:
+    def save(self, folder, training: dict | None = None, dtype: torch.dtype = torch.bfloat16) -> Path:
+        """Write adapter.safetensors (bf16 by default: half the size, and what GPUs run) + adapter.json."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if training is not None:
             self.meta.training = training
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().to(dtype).cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE))
         (folder / META_FILE).write_text(json.dumps(asdict(self.meta), indent=1))
         return folder

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_demo_parser(subparsers)
     add_generate_parser(subparsers)
+    add_distill_parser(subparsers)
+    add_train_parser(subparsers)
     return parser
 
 
@@ -397,6 +399,75 @@ def _print_sample(model: Model, runs):
     print(f"\nKangaroo's answer to the {p['name']} prompt, {res.mean_accepted:.2f} tokens per round:")
     print(f"> {p['prompt']}\n")
     print_generation(res, model.decode)
+
+
+
+# ------------------------------------------------------------------------------------ distill
+def add_distill_parser(subparsers):
+    from .data import DEFAULT_NUM_PROMPTS
+
+    p = subparsers.add_parser(
+        "distill", help="let the model answer our training prompts: the adapter's training data",
+        description="Self-distillation: the target model answers prompts (our own corpus by default, or "
+                    "--questions FILE) with its chat template; token ids go to a JSONL corpus. Resumable.",
+    )
+    _add_model_args(p)
+    p.add_argument("--out", metavar="FILE", required=True, help="the corpus (JSONL) to write or resume")
+    p.add_argument("--questions", metavar="FILE", help="Spec-Bench / ShareGPT / JSONL prompts instead of ours")
+    p.add_argument("--prompts", metavar="N", type=int, default=DEFAULT_NUM_PROMPTS,
+                   help="how many of our training prompts (default: %(default)s)")
+    p.add_argument("--max-new-tokens", metavar="N", type=int, default=DEFAULTS.max_new_tokens, help="(default: %(default)s)")
+    p.add_argument("--batch-size", metavar="N", type=int, default=64, help="(default: %(default)s)")
+    p.add_argument("--temperature", metavar="T", type=float, default=0.0, help="0 = greedy answers (default)")
+    p.set_defaults(run=run_distill)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from .data import load_questions, self_distill, training_prompts
+
+    questions = load_questions(args.questions) if args.questions else training_prompts(args.prompts)
+    model = _load_model(args)
+    path = self_distill(model, questions, args.out, max_new_tokens=args.max_new_tokens,
+                        batch_size=args.batch_size, temperature=args.temperature)
+    print(json.dumps({"corpus": str(path)}) if args.json else f"corpus written to {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ train
+def add_train_parser(subparsers):
+    from .adapter import VARIANTS
+    from .training import TrainConfig
+
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "train", help="train an adapter on a self-distilled corpus",
+        description="Train a Kangaroo adapter (soft cross-entropy against the full model's next-token "
+                    "distribution). Data-parallel with `accelerate launch --num_processes N -m kangaroo_lab.cli train ...`.",
+    )
+    _add_model_args(p)
+    p.add_argument("--data", metavar="FILE", required=True, help="a corpus from `kangaroo-lab distill`")
+    p.add_argument("--out", metavar="DIR", required=True, help="where the adapter, its report and curves go")
+    p.add_argument("--exit-layer", metavar="L", type=int, default=d.exit_layer, help="(default: %(default)s)")
+    p.add_argument("--variant", choices=VARIANTS, default=d.variant, help="(default: %(default)s)")
+    for name in ("steps", "batch_size", "max_len", "lr", "warmup", "eval_every", "seed"):
+        value = getattr(d, name)
+        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help="(default: %(default)s)")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train_adapter
+
+    config = TrainConfig(**{k: getattr(args, k) for k in ("exit_layer", "variant", "steps", "batch_size",
+                                                           "max_len", "lr", "warmup", "eval_every", "seed")})
+    model = _load_model(args)
+    adapter = train_adapter(model, args.data, args.out, config)
+    report = adapter.meta.training
+    summary = {k: report[k] for k in ("heldout", "accept_by_position", "tokens_seen", "minutes")}
+    print(json.dumps({"adapter": args.out, **summary}) if args.json else
+          f"adapter saved to {args.out}: held-out top-1 {report['heldout']['top1']:.3f}, "
+          f"expected acceptance {report['heldout']['expected_accept']:.3f}")
+    return 0
 
 
 if __name__ == "__main__":

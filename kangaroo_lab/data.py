@@ -1547,3 +1547,138 @@ def _short(value: object, limit: int = 60) -> str:
 # draft learns to imitate the very model it drafts for. The code that turns the prompts
 # above into such training examples goes here.
 # ---------------------------------------------------------------------------------------
+
+CORPUS_FORMAT = "kangaroo-lab-corpus/1"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One self-distilled training example: a conversation up to a user turn, and the target's answer."""
+
+    example_id: str  # "<question_id>#<turn>"
+    category: str
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+
+
+def tokenizer_signature(model) -> str:
+    """Identifies a tokenizer: vocabulary size and a hash of how it splits a probe text."""
+    import hashlib
+
+    probe = "The quick brown fox, 1234 ÿ€ 猫 <|im_end|> jumps."
+    ids = model.tokenizer(probe, add_special_tokens=False).input_ids
+    digest = hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:12]
+    return f"{model.config.vocab_size}:{digest}"
+
+
+def self_distill(model, questions: list[Question], path: str | Path, max_new_tokens: int = 256,
+                 batch_size: int = 64, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                 max_prompt_tokens: int = 1024, progress: bool = True) -> Path:
+    """Let the target model answer every turn of every question; write token ids to a JSONL corpus.
+
+    Turn 1 of every question is answered first, then turn 2 with the model's own first answer in
+    the conversation, and so on. Generation is batched (left-padded, through transformers'
+    `generate` on the same weights) and runs on the model's device. The file starts with a
+    header naming the model and tokenizer; each later line is one `Example`. Re-running with the
+    same path resumes: answers already in the file are kept and not generated again."""
+    from tqdm.auto import tqdm
+
+    path = Path(path)
+    header = {"format": CORPUS_FORMAT, "model": model.name, "tokenizer": tokenizer_signature(model),
+              "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+    done = {e.example_id: e for e in _resume_corpus(path, header)}
+    hf = model.to_hf()
+    n_turns = max(len(q.turns) for q in questions)
+    todo_total = sum(len(q.turns) for q in questions) - len(done)
+    bar = tqdm(total=todo_total, desc="self-distillation", unit="answer", disable=not progress)
+    with path.open("a", encoding="utf-8") as out:
+        for turn in range(n_turns):
+            todo = []
+            for q in questions:
+                if len(q.turns) > turn and f"{q.question_id}#{turn + 1}" not in done:
+                    ids = model.encode(_conversation(model, q, turn, done))
+                    if len(ids) <= max_prompt_tokens:
+                        todo.append((q, ids))
+                    else:
+                        bar.total -= len(q.turns) - turn
+            todo.sort(key=lambda item: len(item[1]))  # similar lengths together: less padding
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start:start + batch_size]
+                answers = _answer_batch(hf, model, [ids for _, ids in chunk], max_new_tokens,
+                                        temperature, top_p, seed + start + turn * len(todo))
+                for (q, ids), answer in zip(chunk, answers):
+                    example = Example(f"{q.question_id}#{turn + 1}", q.category, tuple(ids), tuple(answer))
+                    done[example.example_id] = example
+                    out.write(json.dumps({"id": example.example_id, "category": example.category,
+                                          "prompt_ids": ids, "response_ids": answer}) + "\n")
+                out.flush()
+                bar.update(len(chunk))
+    bar.close()
+    return path
+
+
+def _conversation(model, q: Question, turn: int, done: dict) -> list[dict]:
+    """Chat messages up to user turn `turn` (0-based), with the model's earlier answers."""
+    messages = []
+    for t in range(turn + 1):
+        messages.append({"role": "user", "content": q.turns[t]})
+        if t < turn:
+            answer = done[f"{q.question_id}#{t + 1}"].response_ids
+            messages.append({"role": "assistant", "content": model.decode(answer)})
+    return messages
+
+
+def _answer_batch(hf, model, prompts: list[list[int]], max_new_tokens: int, temperature: float,
+                  top_p: float, seed: int) -> list[list[int]]:
+    """Greedy or sampled answers for a batch of prompts (left-padded); each cut after its EOS."""
+    import torch
+
+    pad = model.tokenizer.pad_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    torch.manual_seed(seed)
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+    with torch.inference_mode():
+        out = hf.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                          max_new_tokens=max_new_tokens, pad_token_id=pad,
+                          eos_token_id=sorted(model.eos_token_ids), **sampling)
+    answers = []
+    for row in out[:, width:].tolist():
+        end = next((i + 1 for i, t in enumerate(row) if t in model.eos_token_ids), len(row))
+        answers.append(row[:end])
+    return answers
+
+
+def _resume_corpus(path: Path, header: dict) -> list[Example]:
+    """Examples already in `path` (after checking its header fits), or a new file with `header`."""
+    if not path.exists() or path.stat().st_size == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(header) + "\n", encoding="utf-8")
+        return []
+    old_header, examples = read_corpus_file(path)
+    if old_header["tokenizer"] != header["tokenizer"]:
+        raise ValueError(f"{path} was made with another tokenizer ({old_header['model']}); "
+                         "write the new corpus to another file")
+    return examples
+
+
+def read_corpus_file(path: str | Path) -> tuple[dict, list[Example]]:
+    """A self-distilled corpus: (header, examples). Bad lines are reported with their number."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no corpus at {path}: make one with `kangaroo-lab distill` or self_distill()")
+    records = list(_jsonl_records(path.read_text(encoding="utf-8"), str(path)))
+    if not records or not isinstance(records[0][2], dict) or records[0][2].get("format") != CORPUS_FORMAT:
+        raise ValueError(f"{path} is not a Kangaroo Lab corpus (its first line must be a header with "
+                         f'"format": "{CORPUS_FORMAT}"); make one with `kangaroo-lab distill`')
+    examples = []
+    for place, _, r in records[1:]:
+        try:
+            examples.append(Example(r["id"], r["category"], tuple(r["prompt_ids"]), tuple(r["response_ids"])))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}, {place}: expected id, category, prompt_ids, response_ids ({e})") from None
+    return records[0][2], examples
