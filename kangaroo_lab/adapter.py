@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .engine import MLP, Attention, KVCache, RMSNorm, Rotary, attention_mask
+from .engine import MLP, Attention, KVCache, RMSNorm, Rotary, as_int, attention_mask
 from .models import Model, adapter_fingerprint
 
 VARIANTS = ("attention", "attention+ffn", "linear", "none")
@@ -58,7 +58,7 @@ class Adapter(nn.Module):
     def __init__(self, model: Model, exit_layer: int, variant: str = "attention"):
         super().__init__()
         c = model.config
-        check_exit_layer(exit_layer, c.n_layers)
+        exit_layer = check_exit_layer(exit_layer, c.n_layers)
         if variant not in VARIANTS:
             raise ValueError(f"unknown adapter variant {variant!r}; choose one of {VARIANTS}")
         self.meta = AdapterMeta(model.name, c.n_layers, c.dim, c.n_heads, c.vocab_size, exit_layer, variant,
@@ -147,19 +147,22 @@ class Adapter(nn.Module):
         return folder
 
 
-def check_exit_layer(exit_layer: int, n_layers: int):
-    if not isinstance(exit_layer, int) or not 0 < exit_layer < n_layers:
+def check_exit_layer(exit_layer: int, n_layers: int) -> int:
+    """The exit layer as an int, or a ValueError giving the valid range."""
+    if as_int(exit_layer) is None or not 0 < exit_layer < n_layers:
         raise ValueError(
             f"exit layer {exit_layer!r} is out of range: the draft must exit after at least one layer and "
             f"before the last, so choose 1 <= exit_layer <= {n_layers - 1} for this {n_layers}-layer model"
         )
+    return as_int(exit_layer)
 
 
 def new_adapter(model: Model, exit_layer: int = DEFAULT_EXIT_LAYER, variant: str = "attention",
                 seed: int = 0) -> Adapter:
     """A freshly initialised (untrained) adapter for `model`, exiting after `exit_layer` layers."""
-    torch.manual_seed(seed)
-    adapter = Adapter(model, exit_layer, variant)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+        torch.manual_seed(seed)
+        adapter = Adapter(model, exit_layer, variant)
     return adapter.to(device=model.device, dtype=model.dtype).eval().requires_grad_(False)
 
 
@@ -190,7 +193,11 @@ def load_adapter(model: Model, path=None, exit_layer: int = DEFAULT_EXIT_LAYER, 
     _check_fits(meta, model, strict)
     adapter = Adapter(model, meta.exit_layer, meta.variant)
     adapter.meta.training = meta.training
-    adapter.load_state_dict(_read_weights(folder / WEIGHTS_FILE))
+    try:
+        adapter.load_state_dict(_read_weights(folder / WEIGHTS_FILE))
+    except RuntimeError as e:
+        raise ValueError(f"{folder / WEIGHTS_FILE} does not hold the weights that {folder / META_FILE} describes "
+                         f"(variant {meta.variant!r}); re-save the adapter ({e})") from e
     return adapter.to(device=model.device, dtype=model.dtype).eval().requires_grad_(False)
 
 

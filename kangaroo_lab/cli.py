@@ -463,6 +463,8 @@ def run_train(args: argparse.Namespace) -> int:
     model = _load_model(args)
     adapter = train_adapter(model, args.data, args.out, config)
     report = adapter.meta.training
+    if not report:  # a secondary process of a data-parallel run: the main process reports
+        return 0
     summary = {k: report[k] for k in ("heldout", "accept_by_position", "tokens_seen", "minutes")}
     print(json.dumps({"adapter": args.out, **summary}) if args.json else
           f"adapter saved to {args.out}: held-out top-1 {report['heldout']['top1']:.3f}, "

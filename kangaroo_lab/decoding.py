@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .adapter import Adapter, _check_fits
+from .engine import as_int
 from .models import Model
 
 METHODS = ("ar", "kangaroo")
@@ -43,11 +44,14 @@ class DecodeOptions:
     seed: int = 0
 
     def __post_init__(self):
+        for name in ("max_draft", "max_new_tokens", "seed"):  # numpy integers from sweeps are fine
+            if as_int(getattr(self, name)) is not None:
+                object.__setattr__(self, name, as_int(getattr(self, name)))
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold (eta) must lie in [0, 1], got {self.threshold}; 0.6 is a good start")
-        if not isinstance(self.max_draft, int) or self.max_draft < 1:
+        if as_int(self.max_draft) is None or self.max_draft < 1:
             raise ValueError(f"max_draft (gamma) must be an integer >= 1, got {self.max_draft!r}")
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+        if as_int(self.max_new_tokens) is None or self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not self.temperature >= 0.0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
@@ -322,7 +326,7 @@ def generate(model: Model, prompt, adapter: Adapter | None = None, method: str =
 
 
 def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_new_tokens: int):
-    need = prompt_len + max_new_tokens + 1
+    need = prompt_len + max_new_tokens  # the last new token is never fed back: this is enough
     limit = model.config.max_seq_len
     if need > limit:
         raise ValueError(

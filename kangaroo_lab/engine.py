@@ -20,6 +20,7 @@ state dict (Llama 2/3, Vicuna, Mistral, Qwen2 with q/k/v biases, SmolLM) loads a
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -27,6 +28,17 @@ import torch.nn.functional as F
 from torch import nn
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+REQUIRED_HF_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def as_int(value) -> int | None:
+    """`value` as a Python int if it is an integer of any kind (numpy's too, not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 
 
@@ -64,6 +76,9 @@ class ModelConfig:
                 f"unsupported architecture {model_type!r}: Kangaroo Lab's engine runs Llama-family "
                 f"decoders ({', '.join(SUPPORTED_ARCHITECTURES)})."
             )
+        missing = [k for k in REQUIRED_HF_FIELDS if k not in hf]
+        if missing:
+            raise ValueError(f"the model's config.json lacks {missing}: is it a Llama-family decoder config?")
         rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
         theta = rope.pop("rope_theta", None) or hf.get("rope_theta") or 10_000.0
         rope_type = rope.get("rope_type", rope.get("type", "default"))

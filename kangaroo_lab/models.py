@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .engine import PRESETS, SUPPORTED_ARCHITECTURES, ModelConfig, Transformer, build_engine, random_state_dict
+from .engine import PRESETS, SUPPORTED_ARCHITECTURES, ModelConfig, Transformer, as_int, build_engine, random_state_dict
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,7 +86,9 @@ class Model:
         if isinstance(prompt, (list, tuple)) and prompt and isinstance(prompt[0], dict):
             text = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
             return self.tokenizer(text, add_special_tokens=False).input_ids
-        ids = [int(t) for t in prompt]
+        if not isinstance(prompt, (list, tuple)) or any(as_int(t) is None for t in prompt):
+            raise TypeError(f"a prompt is text, a list of chat messages or a list of token ids; got {prompt!r:.80}")
+        ids = [as_int(t) for t in prompt]
         if not ids:
             raise ValueError("empty prompt: pass some text (or a non-empty list of token ids)")
         bad = [t for t in ids if not 0 <= t < self.config.vocab_size]
@@ -131,9 +133,12 @@ def load_model(name: str = DEFAULT_MODEL, device=None, dtype=None, seed: int = 0
         path = Path(name).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
-        return _load_converted(path.stem.lower(), path, device, dtype)
+        name = DEFAULT_MODEL if path.name == EMBEDDED_GGUF else path.stem.lower()  # the same model, by file
+        return _load_converted(name, path, device, dtype)
     if Path(name).expanduser().is_dir():
         return _load_folder(str(name), Path(name).expanduser(), device, dtype)
+    if _looks_like_path(name):
+        raise FileNotFoundError(f"{Path(name).expanduser()}: no such model folder (or .gguf file)")
     if _looks_like_hub_id(name):
         return _load_folder(name, _download(name), device, dtype)
     raise ValueError(
@@ -220,8 +225,14 @@ def _load_folder(name: str, folder: Path, device, dtype, source: str = "") -> Mo
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{folder} has no config.json: is it a Hugging Face model folder?")
-    hf_config = json.loads(cfg_path.read_text())
-    config = ModelConfig.from_hf(hf_config)
+    try:
+        hf_config = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{cfg_path} is not valid JSON ({e})") from e
+    try:
+        config = ModelConfig.from_hf(hf_config)
+    except ValueError as e:
+        raise ValueError(f"{cfg_path}: {e}") from e
     engine = build_engine(config, _read_weights(folder), device, dtype)
     tok = AutoTokenizer.from_pretrained(str(folder))
     if tok.pad_token_id is None:
@@ -250,6 +261,10 @@ def _eos_ids(folder: Path, hf_config: dict, tok) -> frozenset[int]:
     for value in sources:
         ids.update(value if isinstance(value, list) else [value] if value is not None else [])
     return frozenset(ids)
+
+
+def _looks_like_path(name: str) -> bool:
+    return str(name).startswith((".", "/", "~")) or str(name).count("/") > 1 or os.sep != "/" and os.sep in str(name)
 
 
 def _looks_like_hub_id(name: str) -> bool:

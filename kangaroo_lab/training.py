@@ -130,7 +130,7 @@ def evaluate(model: Model, adapter, examples: list[Example], exit_layer: int, ba
     totals, n = {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0}, 0
     for start in range(0, len(examples), batch_size):
         tokens, mask = make_batch(examples[start:start + batch_size], max_len, model.tokenizer.pad_token_id, model.device)
-        with _autocast(model.device):
+        with _autocast(model):
             out = distill_step(model, adapter, tokens, mask, exit_layer)
         for k in totals:
             totals[k] += float(out[k]) * out["tokens"]
@@ -140,7 +140,10 @@ def evaluate(model: Model, adapter, examples: list[Example], exit_layer: int, ba
 
 def acceptance_by_position(model: Model, adapter: Adapter, examples: list[Example], max_new_tokens: int,
                            max_draft: int = 6) -> dict:
-    """Draft for real (generate, threshold 0) on held-out prompts: P(draft i accepted | drafts < i accepted)."""
+    """Draft for real (generate, threshold 0, so every round drafts `max_draft` tokens) on held-out prompts.
+
+    accept_by_position[i-1] = share of i-th drafts that were accepted, i.e. the chance that the
+    first i drafts of a round are all accepted (the paper's acceptance rate by position)."""
     from .decoding import generate
 
     reached, accepted, lengths = [0] * max_draft, [0] * max_draft, []
@@ -161,11 +164,13 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
     """Train an adapter on a self-distilled corpus; save it, its report and its curves to `out`.
 
     Resumes from `out/checkpoint.pt` when it exists (and was made with the same config)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
-    cuda = model.device.type == "cuda"
-    acc = accelerator or Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    mixed = "bf16" if model.dtype == torch.bfloat16 else "no"  # fp32 master weights, bf16 compute
+    # RoPE tables and caches are buffers sized by each rank's batch: nothing for DDP to broadcast
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+    acc = accelerator or Accelerator(cpu=model.device.type == "cpu", mixed_precision=mixed, kwargs_handlers=[ddp])
     check_exit_layer(config.exit_layer, model.config.n_layers)
     out = Path(out)
     fits = [e for e in load_corpus(corpus, model) if len(e.prompt_ids) + 8 <= config.max_len]
@@ -206,9 +211,10 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
         if acc.is_main_process and ((step + 1) % config.checkpoint_every == 0):
             _save_checkpoint(out, config, model, adapter, optimizer, scheduler, step + 1, history)
     minutes = (time.perf_counter() - t0) / 60
-    adapter = adapter.to(model.dtype).eval().requires_grad_(False)
+    # drop accelerate's autocast / fp32-output wrapper: the adapter then runs in the model's dtype
+    adapter = acc.unwrap_model(ddp_adapter, keep_fp32_wrapper=False).to(model.dtype).eval().requires_grad_(False)
     if acc.is_main_process:
-        report = _report(model, adapter, train, held, config, history, minutes, tokens_seen)
+        report = _report(model, adapter, train, held, config, history, minutes, tokens_seen, acc.num_processes)
         adapter.save(out, training=report)
         _write_curves(out / "curves.csv", history)
         (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -226,11 +232,12 @@ def _warmup_cosine(config: TrainConfig):
     return factor
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+def _autocast(model: Model):
+    """bf16 compute around fp32 adapter weights when the target runs in bf16."""
+    return torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=model.dtype == torch.bfloat16)
 
 
-def _report(model, adapter, train, held, config, history, minutes, tokens_seen) -> dict:
+def _report(model, adapter, train, held, config, history, minutes, tokens_seen, processes) -> dict:
     import transformers
 
     held_prompts = [e for e in held if e.example_id.endswith("#1")][: config.accept_prompts]
@@ -241,7 +248,7 @@ def _report(model, adapter, train, held, config, history, minutes, tokens_seen) 
         "train_examples": len(train), "heldout_examples": len(held),
         "train_response_tokens": sum(len(e.response_ids) for e in train),
         "tokens_seen": tokens_seen, "steps": config.steps if config.variant != "none" else 0,
-        "minutes": round(minutes, 2),
+        "minutes": round(minutes, 2), "processes": processes,
         "heldout": {k: final[k] for k in ("loss", "top1", "expected_accept")},
         **acceptance_by_position(model, adapter, held_prompts, config.accept_tokens),
         "device": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else platform.processor() or "cpu",

@@ -1,0 +1,64 @@
+"""Collect adapter training reports and curves into figures/data/ (CSV).
+
+    python scripts/collect_training.py RUN_DIR [RUN_DIR ...] --shipped kangaroo_lab/assets/adapters/smollm2-135m-instruct
+
+Each RUN_DIR holds report.json (+ curves.csv) as `train_adapter` writes them. A run is marked
+shipped when an adapter with the same exit layer, variant and step count is in --shipped.
+"""
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+ABLATION_FIELDS = ["exit_layer", "variant", "steps", "lr", "batch_size", "parameters", "top1", "expected_accept",
+                   "heldout_loss", *[f"accept_pos{i}" for i in range(1, 7)], "mean_accepted_eta0",
+                   "train_response_tokens", "tokens_seen", "minutes", "shipped", "device", "torch", "transformers"]
+
+
+def row(report: dict, shipped: set) -> dict:
+    key = (report["exit_layer"], report["variant"], report["steps"])
+    return {"exit_layer": report["exit_layer"], "variant": report["variant"], "steps": report["steps"],
+            "lr": report["config"]["lr"], "batch_size": report["config"]["batch_size"],
+            "parameters": report["parameters"], "top1": report["heldout"]["top1"],
+            "expected_accept": report["heldout"]["expected_accept"], "heldout_loss": report["heldout"]["loss"],
+            **{f"accept_pos{i + 1}": v for i, v in enumerate(report["accept_by_position"])},
+            "mean_accepted_eta0": report["mean_accepted_eta0"],
+            "train_response_tokens": report["train_response_tokens"], "tokens_seen": report["tokens_seen"],
+            "minutes": report["minutes"], "shipped": key in shipped, "device": report["device"],
+            "torch": report["versions"]["torch"], "transformers": report["versions"]["transformers"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--shipped", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("figures/data"))
+    args = ap.parse_args()
+    shipped = set()
+    for meta in args.shipped.glob("*/adapter.json"):
+        t = json.loads(meta.read_text())["training"]
+        shipped.add((t["exit_layer"], t["variant"], t["steps"]))
+    rows, curves = [], []
+    for run in args.runs:
+        report = json.loads((run / "report.json").read_text())
+        rows.append(row(report, shipped))
+        if (run / "curves.csv").is_file():
+            for c in csv.DictReader((run / "curves.csv").open()):
+                curves.append({"exit_layer": report["exit_layer"], "variant": report["variant"],
+                               "steps_total": report["steps"], "lr_max": report["config"]["lr"], **c})
+    rows.sort(key=lambda r: (r["variant"] != "attention", r["exit_layer"], -r["steps"]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "adapter_ablation.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=ABLATION_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    with (args.out / "training_curves.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(curves[0]))
+        w.writeheader()
+        w.writerows(curves)
+    print(f"{len(rows)} runs, {len(curves)} curve points -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

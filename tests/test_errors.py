@@ -1,0 +1,149 @@
+"""Bad input to generate and load_model: each a clear error that says what was wrong and what to do."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from kangaroo_lab import DecodeOptions, Model, generate, load_model, new_adapter
+from kangaroo_lab.engine import PRESETS, ModelConfig, build_engine, random_state_dict
+from kangaroo_lab.models import tiny_tokenizer
+
+CONTEXT = PRESETS["tiny-random"].max_seq_len  # 1024
+
+
+def long_prompt(n):
+    return [i % 256 for i in range(n)]  # byte tokens, no EOS among them
+
+
+# ------------------------------------------------------------------------------ prompts
+@pytest.mark.parametrize("prompt", ["", "   ", [], torch.tensor([], dtype=torch.long)])
+def test_empty_prompt(tiny, prompt):
+    with pytest.raises(ValueError, match="empty prompt: pass some text"):
+        generate(tiny, prompt, method="ar")
+
+
+@pytest.mark.parametrize("prompt", [[1, 2, 259], [-1, 5], [1000]])
+def test_token_ids_outside_the_vocabulary(tiny, prompt):
+    with pytest.raises(ValueError, match=r"outside the vocabulary \[0, 259\)"):
+        generate(tiny, prompt, method="ar")
+
+
+@pytest.mark.parametrize("prompt", [None, 42, ["hello", "world"]])
+def test_prompt_of_the_wrong_type(tiny, prompt):
+    with pytest.raises((TypeError, ValueError), match="prompt"):
+        generate(tiny, prompt, method="ar")
+
+
+# ------------------------------------------------------------------------------ options
+@pytest.mark.parametrize("option,value,message", [
+    ("threshold", -0.1, r"threshold \(eta\) must lie in \[0, 1\]"),
+    ("threshold", 1.5, r"threshold \(eta\) must lie in \[0, 1\]"),
+    ("threshold", math.nan, r"threshold \(eta\) must lie in \[0, 1\], got nan"),
+    ("max_draft", 0, r"max_draft \(gamma\) must be an integer >= 1"),
+    ("max_draft", -1, r"max_draft \(gamma\) must be an integer >= 1"),
+    ("max_draft", 2.5, r"max_draft \(gamma\) must be an integer >= 1"),
+    ("max_new_tokens", 0, r"max_new_tokens must be an integer >= 1"),
+    ("max_new_tokens", -5, r"max_new_tokens must be an integer >= 1"),
+    ("temperature", -1.0, r"temperature must be >= 0 \(0 = greedy\)"),
+    ("temperature", math.nan, r"temperature must be >= 0"),
+    ("top_p", 0.0, r"top_p must lie in \(0, 1\]"),
+    ("top_p", 1.5, r"top_p must lie in \(0, 1\]"),
+    ("top_p", math.nan, r"top_p must lie in \(0, 1\]"),
+])
+def test_bad_decoding_option(tiny, option, value, message):
+    """Checked by DecodeOptions, so generate, the CLI and the benchmarks reject the same values.
+    NaN fails every comparison, so `not 0 <= nan <= 1` rejects it without a special case."""
+    with pytest.raises(ValueError, match=message):
+        generate(tiny, "hi", method="ar", **{option: value})
+    with pytest.raises(ValueError, match=message):
+        DecodeOptions(**{option: value})
+
+
+def test_numpy_integer_options_are_accepted(tiny):
+    """Sweeps take gamma and budgets from np.arange or a DataFrame column."""
+    np = pytest.importorskip("numpy")
+    res = generate(tiny, "hi", method="ar", max_draft=np.int64(3), max_new_tokens=np.int64(4))
+    assert len(res.token_ids) <= 4
+
+
+# ------------------------------------------------------------------------------ method / adapter
+def test_unknown_method_lists_the_methods(tiny):
+    with pytest.raises(ValueError, match=r"unknown method 'medusa'; choose one of \('ar', 'kangaroo'\)"):
+        generate(tiny, "hi", method="medusa")
+
+
+@pytest.mark.parametrize("kw", [{}, {"method": "kangaroo"}])
+def test_kangaroo_without_adapter_says_where_to_get_one(tiny, kw):
+    """Kangaroo is the default method, so a bare generate(model, prompt) needs an adapter too."""
+    with pytest.raises(ValueError, match=r"needs an adapter: load_adapter\(model\) or new_adapter"):
+        generate(tiny, "hi", **kw)
+
+
+def test_adapter_of_another_model(tiny):
+    """An adapter built on a width-32 model cannot draft for the width-64 tiny-random."""
+    config = ModelConfig(**{**PRESETS["tiny-random"].as_dict(), "dim": 32, "ffn_dim": 88, "head_dim": 0})
+    tok = tiny_tokenizer()
+    narrow = Model("tiny-narrow", config, build_engine(config, random_state_dict(config), "cpu", torch.float32),
+                   tok, frozenset({tok.eos_token_id}))
+    with pytest.raises(ValueError, match=r"trained for 'tiny-narrow' and does not fit 'tiny-random' \(dim 32 vs 64\)"):
+        generate(tiny, "hi", adapter=new_adapter(narrow, 2))
+
+
+# ------------------------------------------------------------------------------ context length
+@pytest.mark.parametrize("method", ["ar", "kangaroo"])
+def test_prompt_beyond_the_context(tiny, method):
+    with pytest.raises(ValueError, match=r"context of 1024 tokens; shorten the prompt or lower max_new_tokens"):
+        generate(tiny, long_prompt(1000), adapter=new_adapter(tiny, 2), method=method, max_new_tokens=100)
+
+
+@pytest.fixture(scope="module")
+def no_eos(tiny):
+    """tiny-random that never stops early, so every generation fills its budget."""
+    return type(tiny)(**{**tiny.__dict__, "eos_token_ids": frozenset()})
+
+
+def test_generation_up_to_the_end_of_the_cache(no_eos):
+    """A request that ends one position short of the context: the last drafts and verifications
+    touch the end of the KV caches, and greedy Kangaroo still reproduces greedy AR."""
+    prompt, budget = long_prompt(1000), CONTEXT - 1000 - 1
+    ar = generate(no_eos, prompt, method="ar", max_new_tokens=budget)
+    kg = generate(no_eos, prompt, adapter=new_adapter(no_eos, 2), threshold=0.0, max_new_tokens=budget)
+    assert len(ar.token_ids) == budget and kg.token_ids == ar.token_ids
+
+
+def test_prompt_plus_max_new_tokens_equal_to_the_context_fits(no_eos):
+    prompt, budget = long_prompt(1000), CONTEXT - 1000
+    ar = generate(no_eos, prompt, method="ar", max_new_tokens=budget)
+    kg = generate(no_eos, prompt, adapter=new_adapter(no_eos, 2), threshold=0.0, max_new_tokens=budget)
+    assert len(ar.token_ids) == budget and kg.token_ids == ar.token_ids
+
+
+# ------------------------------------------------------------------------------ load_model
+def test_unknown_model_name_lists_what_loads():
+    with pytest.raises(ValueError, match=r"unknown model 'nonexistent-name'\. Use .*'tiny-random'"):
+        load_model("nonexistent-name", device="cpu")
+
+
+def test_missing_local_folder(tmp_path):
+    with pytest.raises((FileNotFoundError, ValueError), match=r"(?i)absent.*(not found|does not exist|no such)"):
+        load_model(str(tmp_path / "absent"), device="cpu")
+
+
+def test_folder_without_weights(tiny, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(tiny.config.to_hf()))
+    with pytest.raises(FileNotFoundError, match=r"holds no \*\.safetensors or pytorch_model\*\.bin weights"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_folder_with_broken_config(tmp_path):
+    (tmp_path / "config.json").write_text("{model_type: llama")
+    with pytest.raises(ValueError, match="config.json"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_folder_with_incomplete_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 100}))
+    with pytest.raises(ValueError, match=r"config\.json.*num_attention_heads|num_attention_heads.*config\.json"):
+        load_model(str(tmp_path), device="cpu")
