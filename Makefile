@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kangaroo-lab-installed
 
-.PHONY: demo test lab figures clean-notebooks check-notebooks setup
+.PHONY: demo test lab setup
 
 setup: $(STAMP)
 
@@ -21,17 +21,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/kangaroo-lab demo
 
-test: $(STAMP) check-notebooks
+test: $(STAMP)
 	$(PY) -m pytest -q tests
-
-check-notebooks: $(STAMP)
-	$(PY) -m kangaroo_lab.notebook_check --verify notebooks
-
-clean-notebooks: $(STAMP)
-	$(PY) -m kangaroo_lab.notebook_check --strip notebooks
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
-
-figures: $(STAMP)
-	$(VENV)/bin/kangaroo-lab figures

@@ -129,6 +129,15 @@ class Adapter(nn.Module):
             x = x + self.linear(x)
         return self.norm(x)  # (B, T, D); the caller applies the target's lm_head
 
+    def write_kv(self, h: torch.Tensor, start: int):
+        """Fill the adapter's KV cache for shallow states h (B, T, D) at [start, start+T), nothing else.
+
+        Verification calls it for the round's last draft, so that the adapter's cache covers every
+        committed position whatever the target accepts."""
+        if hasattr(self, "self_attn"):
+            positions = self.positions[start:start + h.shape[1]]
+            self.self_attn.write_kv(self.input_layernorm(h), self.rotary(positions), positions)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -226,40 +226,36 @@ class _Draft:
     confidences: list[float] = field(default_factory=list)
 
 
-def draft(model: Model, adapter: Adapter, token: torch.Tensor, pos: int, gap: torch.Tensor | None,
-          budget: int, threshold: float, sampler: Sampler) -> tuple[_Draft, torch.Tensor | None]:
-    """Draft up to `budget` tokens after `token` (at `pos`) with layers < l + adapter + LM head.
-
-    `gap` holds shallow states (1, g, D) the adapter has not seen yet (the last round's bonus
-    position); they are fed to the adapter together with the first step. Returns the drafts and
-    whatever gap is left (only when budget == 0)."""
+def draft(model: Model, adapter: Adapter, token: torch.Tensor, pos: int, budget: int, threshold: float,
+          sampler: Sampler) -> _Draft:
+    """Draft up to `budget` tokens after `token` (at `pos`) with layers < l + adapter + LM head."""
     engine, l = model.engine, adapter.exit_layer
     d = _Draft()
     for i in range(budget):
         h = engine.shallow(token.view(1, 1), pos + i, l)  # (1, 1, D); fills layers < l at pos+i
         d.states.append(h)
-        a_in, a_start = (h, pos + i) if gap is None else (torch.cat([gap, h], 1), pos + i - gap.shape[1])
-        gap = None
-        logits = engine.lm_head(adapter(a_in, a_start)[:, -1])  # (1, V): the target's frozen head
+        logits = engine.lm_head(adapter(h, pos + i)[:, -1])  # (1, V): the target's frozen head
         conf, token, q = sampler.draft(logits)
         d.tokens.append(token)
         d.probs.append(q)
         d.confidences.append(conf.item())  # host sync, one per draft step: the early-exit test
         if d.confidences[-1] < threshold:
             break
-    return d, gap
+    return d
 
 
-def verify(model: Model, exit_layer: int, token: torch.Tensor, pos: int, d: _Draft):
-    """Target logits for the round's k+1 positions in one pass of layers >= l.
+def verify(model: Model, adapter: Adapter, token: torch.Tensor, pos: int, d: _Draft) -> torch.Tensor:
+    """Target logits (k+1, V) for the round's k+1 positions, in one pass of layers >= l.
 
-    Only the last draft still needs its shallow state; the others were cached while drafting.
-    Returns logits (k+1, V) and the shallow states (1, k+1, D)."""
-    engine, k = model.engine, len(d.tokens)
+    Only the last draft (or `token` itself when k = 0) still needs its shallow state; the others
+    were cached while drafting. Its adapter keys/values are written too, so the adapter's cache
+    covers every position the target may accept."""
+    engine, l, k = model.engine, adapter.exit_layer, len(d.tokens)
     last = d.tokens[-1] if k else token
-    h_last = engine.shallow(last.view(1, 1), pos + k, exit_layer)  # (1, 1, D)
+    h_last = engine.shallow(last.view(1, 1), pos + k, l)  # (1, 1, D)
+    adapter.write_kv(h_last, pos + k)
     states = torch.cat(d.states + [h_last], dim=1)  # (1, k+1, D): positions pos .. pos+k
-    return engine.deep(states, pos, exit_layer)[0], states
+    return engine.deep(states, pos, l)[0]
 
 
 def kangaroo(model: Model, adapter: Adapter, prompt: list[int], opts: DecodeOptions, sampler: Sampler,
@@ -273,11 +269,11 @@ def kangaroo(model: Model, adapter: Adapter, prompt: list[int], opts: DecodeOpti
     trace: list[Round] = []
     if out.emit([token.item()], round_=False):
         return trace
-    pos, gap = len(prompt), None
+    pos = len(prompt)
     while True:
         budget = min(opts.max_draft, out.remaining - 1)  # never draft past max_new_tokens
-        d, gap = draft(model, adapter, token, pos, gap, budget, opts.threshold, sampler)
-        logits, states = verify(model, l, token, pos, d)
+        d = draft(model, adapter, token, pos, budget, opts.threshold, sampler)
+        logits = verify(model, adapter, token, pos, d)
         k = len(d.tokens)
         drafts = torch.cat(d.tokens) if k else torch.empty(0, dtype=torch.long, device=model.device)
         q = torch.cat(d.probs) if k and not sampler.greedy else logits[:0]  # (k, V)
@@ -286,10 +282,8 @@ def kangaroo(model: Model, adapter: Adapter, prompt: list[int], opts: DecodeOpti
         trace.append(Round(draft_ids, d.confidences, n_acc, nxt_id))
         if out.emit(draft_ids[:n_acc] + [nxt_id]):
             return trace
-        # roll back: positions <= pos + n_acc are now committed; the adapter has seen pos .. pos+k-1,
-        # so when every draft was accepted, position pos+k (the last draft) is its new gap
-        if n_acc == k:
-            gap = states[:, k:] if gap is None else torch.cat([gap, states[:, k:]], 1)
+        # roll back: positions <= pos + n_acc are committed; later cache entries are stale and get
+        # overwritten, and the attention mask hides them meanwhile. Nothing to copy or free.
         pos, token = pos + n_acc + 1, nxt.view(1)
 
 

@@ -228,13 +228,22 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=False)
         self.kv_cache: KVCache | None = None
 
+    def keys_values(self, x: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, D) -> k, v: (B, Hkv, T, hd), RoPE applied to k."""
+        B, T, _ = x.shape
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return apply_rope(k, *rope), v
+
+    def write_kv(self, x: torch.Tensor, rope, positions: torch.Tensor):
+        """Only fill the cache for x at `positions` (no attention output)."""
+        self.kv_cache.update(positions, *self.keys_values(x, rope), 0)
+
     def forward(self, x: torch.Tensor, rope, positions, mask, kv_len: int | None) -> torch.Tensor:
         B, T, _ = x.shape  # x: (B, T, D)
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        cos, sin = rope
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q = apply_rope(q, *rope)
+        k, v = self.keys_values(x, rope)  # (B, Hkv, T, hd)
         if kv_len is None:  # no cache: plain causal attention within x (training, feature extraction)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, enable_gqa=True)
         else:  # attend over the cache up to kv_len; mask hides the future and stale entries
