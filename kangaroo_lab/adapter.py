@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .engine import MLP, Attention, KVCache, RMSNorm, Rotary, as_int, attention_mask
+from .engine import MLP, Attention, KVCache, RMSNorm, Rotary, as_int, cache_window
 from .models import Model, adapter_fingerprint
 
 VARIANTS = ("attention", "attention+ffn", "linear", "none")
@@ -115,14 +115,12 @@ class Adapter(nn.Module):
             if self.rotary.cos.shape[0] < T:
                 self.rotary.build(T, h.dtype, h.device)
             mask, kv_len = None, None
-        else:
-            if start + T > self.cache_len:
-                raise ValueError(f"position {start + T - 1} is beyond the adapter's cache; call setup_cache")
-            positions, kv_len = self.positions[start:start + T], start + T
-            mask = attention_mask(positions, kv_len)
+            rope = self.rotary(positions)
+        else:  # int start (eager) or a position tensor (static shapes), as in the engine
+            positions, rope, mask, kv_len = cache_window(self.positions, self.rotary, self.cache_len, start, T)
         x = h
         if hasattr(self, "self_attn"):
-            x = x + self.self_attn(self.input_layernorm(x), self.rotary(positions), positions, mask, kv_len)
+            x = x + self.self_attn(self.input_layernorm(x), rope, positions, mask, kv_len)
         if hasattr(self, "mlp"):
             x = x + self.mlp(self.post_attention_layernorm(x))
         if hasattr(self, "linear"):
@@ -135,8 +133,8 @@ class Adapter(nn.Module):
         Verification calls it for the round's last draft, so that the adapter's cache covers every
         committed position whatever the target accepts."""
         if hasattr(self, "self_attn"):
-            positions = self.positions[start:start + h.shape[1]]
-            self.self_attn.write_kv(self.input_layernorm(h), self.rotary(positions), positions)
+            positions, rope, _, _ = cache_window(self.positions, self.rotary, self.cache_len, start, h.shape[1])
+            self.self_attn.write_kv(self.input_layernorm(h), rope, positions)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

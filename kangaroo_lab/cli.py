@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_parser(subparsers)
     add_distill_parser(subparsers)
     add_train_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 
@@ -469,6 +470,66 @@ def run_train(args: argparse.Namespace) -> int:
     print(json.dumps({"adapter": args.out, **summary}) if args.json else
           f"adapter saved to {args.out}: held-out top-1 {report['heldout']['top1']:.3f}, "
           f"expected acceptance {report['heldout']['expected_accept']:.3f}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ bench
+def add_bench_parser(subparsers):
+    from . import bench
+
+    p = subparsers.add_parser(
+        "bench", help="Spec-Bench-style benchmark: ar, kangaroo and transformers' methods; sweeps",
+        description="Time every method over the same questions (greedy, in one process) and write Spec-Bench "
+                    "answer files, summary.csv (speedup, mean accepted tokens, CTAR, identical to AR) and a "
+                    "markdown table; or sweep the exit layer / (threshold x max draft), one CSV row at a time.",
+    )
+    _add_model_args(p)
+    p.add_argument("--questions", metavar="FILE",
+                   help="Spec-Bench question.jsonl, ShareGPT or JSONL prompts (default: the bundled mini-bench)")
+    p.add_argument("--methods", metavar="LIST", default=None,
+                   help=f"comma-separated, from {','.join(bench.METHODS)} (default: all; ar always runs)")
+    p.add_argument("--exit-layer", metavar="L", type=int, default=DEFAULT_EXIT_LAYER,
+                   help="exit layer of kangaroo, kangaroo-noadapter and hf-earlyexit (default: %(default)s)")
+    p.add_argument("--threshold", metavar="ETA", type=float, default=DEFAULTS.threshold, help="(default: %(default)s)")
+    p.add_argument("--max-draft", metavar="GAMMA", type=int, default=DEFAULTS.max_draft, help="(default: %(default)s)")
+    p.add_argument("--max-new-tokens", metavar="N", type=int, default=DEFAULTS.max_new_tokens,
+                   help="per turn (default: %(default)s)")
+    p.add_argument("--hf-limit", metavar="N", type=int, default=None,
+                   help="transformers' methods answer only the first N questions per category (default: all)")
+    layers, etas, gammas = bench.SWEEP_EXIT_LAYERS, bench.SWEEP_THRESHOLDS, bench.SWEEP_MAX_DRAFTS
+    p.add_argument("--sweep", choices=bench.SWEEPS, default=None,
+                   help=f"instead of the methods, kangaroo between two ar runs: exit-layer = exit layers "
+                        f"{layers[0]}..{layers[-1]} (at --threshold, --max-draft); threshold = eta {etas[0]}..{etas[-1]} "
+                        f"x gamma {gammas[0]}..{gammas[-1]} (at --exit-layer)")
+    p.add_argument("--sweep-limit", metavar="N", type=int, default=bench.SWEEP_LIMIT,
+                   help="questions per category in a sweep (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR", default=str(bench.DEFAULT_OUT), help="(default: %(default)s)")
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .data import load_questions
+
+    opts = _decode_options(args)  # validated before the model loads
+    if args.sweep and (args.methods or args.hf_limit is not None):
+        raise ValueError("--methods and --hf-limit do not apply to --sweep (a sweep runs ar and kangaroo)")
+    methods = bench.parse_methods(args.methods or bench.METHODS)
+    questions = load_questions(args.questions) if args.questions else None
+    model = _load_model(args)
+    common = dict(questions=questions, out=args.out, limit=args.sweep_limit, max_new_tokens=opts.max_new_tokens)
+    if args.sweep == "exit-layer":
+        rows = bench.sweep_exit_layer(model, threshold=opts.threshold, max_draft=opts.max_draft, **common)
+    elif args.sweep == "threshold":
+        rows = bench.sweep_threshold(model, exit_layer=args.exit_layer, **common)
+    else:
+        rows = bench.benchmark(model, questions, methods, args.out, args.exit_layer, opts.threshold, opts.max_draft,
+                               opts.max_new_tokens, args.hf_limit).rows
+    if args.json:  # one JSON object, as every command prints: the rows of summary.csv (or of the sweep's CSV)
+        print(json.dumps({"out": args.out, "rows": rows}))
+    else:
+        print(bench.sweep_markdown(rows) if args.sweep else bench.summary_markdown(rows))
+        print(f"\nresults written under {args.out}")
     return 0
 
 

@@ -288,6 +288,22 @@ def attention_mask(positions: torch.Tensor, kv_len: int) -> torch.Tensor | None:
     return keys[None, :] <= positions[:, None]
 
 
+def cache_window(all_positions: torch.Tensor, rotary: "Rotary", cache_len: int, start, length: int):
+    """Positions (T,), RoPE tables, mask and attended length for `length` tokens written to a cache.
+
+    `start` is an int (eager: attend over the filled part of the cache only) or a (T,) tensor of
+    positions on the device (static shapes, no host sync: attend over the whole cache with a mask;
+    this is what CUDA graphs capture)."""
+    if isinstance(start, torch.Tensor):
+        positions = start
+        return positions, rotary(positions), all_positions[None, :] <= positions[:, None], cache_len
+    end = start + length
+    if end > cache_len:
+        raise ValueError(f"position {end - 1} is beyond the KV cache ({cache_len}); call setup_cache(max_len)")
+    positions = all_positions[start:end]
+    return positions, rotary(positions), attention_mask(positions, end), end
+
+
 class Transformer(nn.Module):
     """The target model. `shallow` + `deep` at any exit layer equals one full forward pass."""
 
@@ -322,28 +338,22 @@ class Transformer(nn.Module):
         self.positions = torch.arange(max_len, device=p.device)
         self.cache_len = max_len
 
-    def _window(self, start: int, length: int):
-        """Positions, RoPE tables, mask and cache length for tokens at [start, start + length)."""
-        end = start + length
-        if end > self.cache_len:
-            raise ValueError(
-                f"position {end - 1} is beyond the KV cache ({self.cache_len}); call setup_cache(max_len)"
-            )
-        positions = self.positions[start:end]
-        return positions, self.rotary(positions), attention_mask(positions, end), end
+    def _window(self, start, length: int):
+        return cache_window(self.positions, self.rotary, self.cache_len, start, length)
 
     # ----------------------------------------------------------------------------- entry points
-    def shallow(self, tokens: torch.Tensor, start: int, exit_layer: int) -> torch.Tensor:
+    def shallow(self, tokens: torch.Tensor, start, exit_layer: int) -> torch.Tensor:
         """tokens (B, T) at positions [start, start+T) -> hidden states after layer `exit_layer`, (B, T, D).
 
-        Writes the KV cache of layers [0, exit_layer)."""
+        Writes the KV cache of layers [0, exit_layer). `start` may also be a (T,) position tensor:
+        static shapes for CUDA graphs (see `cache_window`)."""
         positions, rope, mask, kv_len = self._window(start, tokens.shape[1])
         h = self.embed_tokens(tokens)  # (B, T, D)
         for layer in self.layers[:exit_layer]:
             h = layer(h, rope, positions, mask, kv_len)
         return h
 
-    def deep(self, h: torch.Tensor, start: int, exit_layer: int) -> torch.Tensor:
+    def deep(self, h: torch.Tensor, start, exit_layer: int) -> torch.Tensor:
         """Hidden states after layer `exit_layer`, (B, T, D) -> logits (B, T, V).
 
         Writes the KV cache of layers [exit_layer, n_layers)."""
@@ -356,7 +366,7 @@ class Transformer(nn.Module):
         """Final norm and LM head: (B, T, D) -> (B, T, V)."""
         return self.lm_head(self.norm(h))
 
-    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, start=0) -> torch.Tensor:
         """A full cached step: shallow + deep, (B, T) -> logits (B, T, V)."""
         return self.deep(self.shallow(tokens, start, 0), start, 0)
 

@@ -115,3 +115,27 @@ def test_tiny_random_is_seeded():
     a, b, c = (load_model("tiny-random", device="cpu", seed=s) for s in (0, 0, 1))
     assert torch.equal(a.engine.lm_head.weight, b.engine.lm_head.weight)
     assert not torch.equal(a.engine.lm_head.weight, c.engine.lm_head.weight)
+
+
+def test_static_shape_steps_equal_eager_steps(tiny):
+    """Positions given as a device tensor (what CUDA graphs capture) == positions given as an int."""
+    from kangaroo_lab import new_adapter
+
+    e, adapter = tiny.engine, new_adapter(tiny, 2)
+    ids = torch.tensor([list(range(20, 52))])
+    outs = {}
+    for mode in ("eager", "static"):
+        e.setup_cache(64)
+        adapter.setup_cache(64)
+        e.layers[0].self_attn.kv_cache.k.fill_(7.0)  # stale garbage beyond the written positions must stay masked
+        with torch.inference_mode():
+            e(ids[:, :20], 0)
+            adapter(e.shallow(ids[:, :20], 0, 2), 0)
+            steps = []
+            for a, b in [(20, 21), (21, 25), (25, 26), (26, 32)]:
+                start = a if mode == "eager" else torch.arange(a, b)
+                h = e.shallow(ids[:, a:b], start, 2)
+                steps += [e.deep(h, start, 2), tiny.engine.lm_head(adapter(h, start))]
+        outs[mode] = steps
+    for eager, static in zip(outs["eager"], outs["static"]):
+        assert (eager - static).abs().max() <= 1e-5
