@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kangaroo-lab-installed
 
-.PHONY: demo test lab setup
+.PHONY: demo test setup
 
 setup: $(STAMP)
 
@@ -23,6 +23,3 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
-
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks

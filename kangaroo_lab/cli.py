@@ -31,8 +31,8 @@ DEMO_PROMPTS = "demo_prompts.json"  # in kangaroo_lab/assets/
 DEMO_MAX_NEW_TOKENS = 64  # short answers keep the demo under a minute on a CPU
 WARMUP_TOKENS = 8
 NEXT_STEPS = (
-    "Next: `make lab` and open notebooks/00_quickstart.ipynb to see how Kangaroo works step by step;\n"
-    "      `kangaroo-lab generate --help` to try your own prompts and settings."
+    "Next: `kangaroo-lab generate --prompt \"...\"` to watch drafts being accepted and rejected,\n"
+    "      `kangaroo-lab bench --help` to measure every method side by side, README.md for the method."
 )
 
 

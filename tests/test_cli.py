@@ -128,7 +128,7 @@ def test_demo_prints_table_for_both_methods(capsys):
     rows = [line.split() for line in out.splitlines() if line.startswith("overall")]
     assert [row[1] for row in rows] == ["ar", "kangaroo"]
     assert rows[1][-2:] == ["4/4", "yes"]  # greedy Kangaroo reproduced AR on every prompt
-    assert "notebooks/00_quickstart.ipynb" in out
+    assert "kangaroo-lab generate" in out and "kangaroo-lab bench" in out
 
 
 def test_demo_json(capsys):
