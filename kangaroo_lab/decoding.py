@@ -204,17 +204,20 @@ class _Output:
 
 
 # ------------------------------------------------------------------------------------ loops
-def autoregressive(model: Model, prompt: list[int], sampler: Sampler, out: _Output):
-    """The baseline: one full forward pass per token."""
+def autoregressive(model: Model, prompt: list[int], sampler: Sampler, out: _Output, graphs=None):
+    """The baseline: one full forward pass per token (a replayed CUDA graph when `graphs` is given)."""
     engine = model.engine
     logits = engine(torch.tensor([prompt], device=model.device), 0)[:, -1]  # prefill
-    pos = len(prompt)
-    first = True
+    token = sampler.next_token(logits)  # (1,)
+    if graphs is not None:
+        graphs.start(token, len(prompt))
+    pos, first = len(prompt), True
     while True:
-        token = sampler.next_token(logits)  # (1,)
-        if out.emit([token.item()], round_=not first):  # host sync: one per token (EOS test)
+        token_id = token.item() if first or graphs is None else graphs.next_ar_token()  # host sync per token
+        if out.emit([token_id], round_=not first):
             return
-        logits = engine(token.view(1, 1), pos)[:, -1]
+        if graphs is None:
+            token = sampler.next_token(engine(token.view(1, 1), pos)[:, -1])
         pos, first = pos + 1, False
 
 
@@ -258,11 +261,37 @@ def verify(model: Model, adapter: Adapter, token: torch.Tensor, pos: int, d: _Dr
     return engine.deep(states, pos, l)[0]
 
 
+class EagerSteps:
+    """Drafting and verification as plain PyTorch calls: any device, greedy or sampling."""
+
+    def __init__(self, model: Model, adapter: Adapter, sampler: Sampler):
+        self.model, self.adapter, self.sampler = model, adapter, sampler
+        self.accept = greedy_accept if sampler.greedy else speculative_accept
+
+    def start(self, token: torch.Tensor, pos: int):
+        self.token = token
+
+    def draft(self, pos: int, budget: int, threshold: float) -> list[float]:
+        self.pos, self.d = pos, draft(self.model, self.adapter, self.token, pos, budget, threshold, self.sampler)
+        return self.d.confidences
+
+    def verify_round(self, k: int) -> tuple[int, int, list[int]]:
+        logits = verify(self.model, self.adapter, self.token, self.pos, self.d)
+        drafts = torch.cat(self.d.tokens) if k else torch.empty(0, dtype=torch.long, device=self.model.device)
+        q = torch.cat(self.d.probs) if k and not self.sampler.greedy else logits[:0]  # (k, V)
+        n, nxt = self.accept(logits, drafts, q, self.sampler)
+        self.token = nxt.view(1)
+        n_acc, nxt_id, *draft_ids = torch.cat([n.view(1), nxt.view(1), drafts]).tolist()  # host sync: one per round
+        return n_acc, nxt_id, draft_ids
+
+
 def kangaroo(model: Model, adapter: Adapter, prompt: list[int], opts: DecodeOptions, sampler: Sampler,
-             out: _Output) -> list[Round]:
-    """The double-early-exit loop: draft -> verify -> accept -> roll back, until EOS or the budget."""
+             out: _Output, steps=None) -> list[Round]:
+    """The double-early-exit loop: draft -> verify -> accept -> roll back, until EOS or the budget.
+
+    `steps` does the device work of a round: `EagerSteps` (default) or captured CUDA graphs."""
     engine, l = model.engine, adapter.exit_layer
-    accept = greedy_accept if sampler.greedy else speculative_accept
+    steps = steps or EagerSteps(model, adapter, sampler)
     h = engine.shallow(torch.tensor([prompt], device=model.device), 0, l)  # (1, n, D)
     adapter(h, 0)  # prefill the adapter's cache with the prompt's shallow states
     token = sampler.next_token(engine.deep(h, 0, l)[:, -1])  # (1,): the target's first token
@@ -270,31 +299,30 @@ def kangaroo(model: Model, adapter: Adapter, prompt: list[int], opts: DecodeOpti
     if out.emit([token.item()], round_=False):
         return trace
     pos = len(prompt)
+    steps.start(token, pos)
     while True:
         budget = min(opts.max_draft, out.remaining - 1)  # never draft past max_new_tokens
-        d = draft(model, adapter, token, pos, budget, opts.threshold, sampler)
-        logits = verify(model, adapter, token, pos, d)
-        k = len(d.tokens)
-        drafts = torch.cat(d.tokens) if k else torch.empty(0, dtype=torch.long, device=model.device)
-        q = torch.cat(d.probs) if k and not sampler.greedy else logits[:0]  # (k, V)
-        n, nxt = accept(logits, drafts, q, sampler)
-        n_acc, nxt_id, *draft_ids = torch.cat([n.view(1), nxt.view(1), drafts]).tolist()  # host sync: one per round
-        trace.append(Round(draft_ids, d.confidences, n_acc, nxt_id))
+        confidences = steps.draft(pos, budget, opts.threshold)
+        n_acc, nxt_id, draft_ids = steps.verify_round(len(confidences))
+        trace.append(Round(draft_ids, confidences, n_acc, nxt_id))
         if out.emit(draft_ids[:n_acc] + [nxt_id]):
             return trace
         # roll back: positions <= pos + n_acc are committed; later cache entries are stale and get
         # overwritten, and the attention mask hides them meanwhile. Nothing to copy or free.
-        pos, token = pos + n_acc + 1, nxt.view(1)
+        pos += n_acc + 1
 
 
 # ------------------------------------------------------------------------------------ entry
 def generate(model: Model, prompt, adapter: Adapter | None = None, method: str = DEFAULT_METHOD,
              threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
              max_new_tokens: int = DEFAULTS.max_new_tokens, temperature: float = DEFAULTS.temperature,
-             top_p: float = DEFAULTS.top_p, seed: int = DEFAULTS.seed, chat: bool = True) -> GenerationResult:
+             top_p: float = DEFAULTS.top_p, seed: int = DEFAULTS.seed, chat: bool = True,
+             cuda_graphs: bool | None = None) -> GenerationResult:
     """Generate from `prompt` (text, chat messages or token ids) with `method` "ar" or "kangaroo".
 
-    Greedy when temperature == 0, else speculative sampling; both reproduce the target exactly."""
+    Greedy when temperature == 0, else speculative sampling; both reproduce the target exactly.
+    cuda_graphs: replay captured CUDA graphs for the decoding steps (default: on for greedy
+    decoding on a GPU; the first call for a new cache size captures them, which takes a moment)."""
     opts = DecodeOptions(threshold, max_draft, max_new_tokens, temperature, top_p, seed)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -306,14 +334,15 @@ def generate(model: Model, prompt, adapter: Adapter | None = None, method: str =
     _setup_caches(model, adapter if method == "kangaroo" else None, len(prompt_ids), opts.max_new_tokens)
     sampler = Sampler(opts.temperature, opts.top_p, opts.seed, model.device)
     out = _Output(opts.max_new_tokens, model.eos_token_ids)
+    graphs = _graphs(model, adapter if method == "kangaroo" else None, opts, cuda_graphs)
     _sync(model.device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         if method == "ar":
-            autoregressive(model, prompt_ids, sampler, out)
+            autoregressive(model, prompt_ids, sampler, out, graphs)
             trace = []
         else:
-            trace = kangaroo(model, adapter, prompt_ids, opts, sampler, out)
+            trace = kangaroo(model, adapter, prompt_ids, opts, sampler, out, graphs)
     _sync(model.device)
     seconds = time.perf_counter() - t0
     return _result(model, method, prompt_ids, out, trace, seconds)
@@ -331,6 +360,19 @@ def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_ne
     model.engine.setup_cache(size)
     if adapter is not None:
         adapter.setup_cache(size)
+
+
+def _graphs(model: Model, adapter: Adapter | None, opts: DecodeOptions, wanted: bool | None):
+    """Captured greedy steps, when asked for (or by default on CUDA); None means eager."""
+    use = (model.device.type == "cuda" and opts.temperature == 0.0) if wanted is None else wanted
+    if not use:
+        return None
+    if opts.temperature != 0.0:
+        raise ValueError("cuda_graphs=True supports greedy decoding only (temperature 0); sampling runs eagerly")
+    from .graphs import greedy_graphs
+
+    with torch.inference_mode():
+        return greedy_graphs(model, adapter, opts.max_draft)
 
 
 def _sync(device: torch.device):

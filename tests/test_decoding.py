@@ -193,3 +193,22 @@ def test_acceptance_rule_alone_reproduces_p():
     assert stat < crit
     wrong_stat, _ = chi_square(first, q[0])  # and the test has power: q_0 is rejected
     assert wrong_stat > crit
+
+
+@pytest.mark.parametrize("exit_layer,variant,threshold,max_draft", TINY_SETTINGS[:4])
+def test_static_graph_steps_are_lossless_too(tiny, exit_layer, variant, threshold, max_draft):
+    """The fixed-shape steps that CUDA graphs capture (run eagerly here, on the CPU) == AR."""
+    adapter = new_adapter(tiny, exit_layer, variant, seed=exit_layer)
+    for prompt in tiny_prompts(8):
+        ar = generate(tiny, prompt, method="ar", max_new_tokens=40)
+        ar_static = generate(tiny, prompt, method="ar", max_new_tokens=40, cuda_graphs=True)
+        kg = generate(tiny, prompt, adapter=adapter, threshold=threshold, max_draft=max_draft, max_new_tokens=40,
+                      cuda_graphs=True)
+        eager = generate(tiny, prompt, adapter=adapter, threshold=threshold, max_draft=max_draft, max_new_tokens=40)
+        assert ar_static.token_ids == kg.token_ids == ar.token_ids, prompt
+        assert [(r.drafts, r.accepted) for r in kg.trace] == [(r.drafts, r.accepted) for r in eager.trace]
+
+
+def test_graphs_are_greedy_only(tiny):
+    with pytest.raises(ValueError, match="greedy decoding only"):
+        generate(tiny, "hi", adapter=new_adapter(tiny, 2), temperature=0.8, cuda_graphs=True)
