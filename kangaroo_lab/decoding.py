@@ -151,8 +151,8 @@ def greedy_accept(logits: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | 
     Accept the longest prefix of drafts equal to the target's argmax; the next token is the
     target's argmax right after it (a correction, or the bonus token if all k were accepted)."""
     target = logits.argmax(-1)  # (k+1,)
-    n = (target[:-1] == drafts).cumprod(0).sum()  # number of accepted drafts, a 0-dim tensor
-    return n, target[n]
+    n = (target[:-1] == drafts).cumprod(0).sum().view(1)  # number of accepted drafts, (1,)
+    return n, target.gather(0, n)  # gather, not target[n]: a 0-dim index would sync with the host
 
 
 def speculative_accept(logits: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor, sampler: Sampler):
@@ -167,10 +167,10 @@ def speculative_accept(logits: torch.Tensor, drafts: torch.Tensor, q: torch.Tens
     p_x, q_x = p[rows, drafts], q[rows, drafts]  # (k,)
     u = torch.rand(k, generator=sampler.generator, device=drafts.device)
     accepted = u * q_x < p_x  # u < p/q, without dividing by zero
-    n = accepted.long().cumprod(0).sum()
+    n = accepted.long().cumprod(0).sum().view(1)  # (1,), kept on the device
     residual = torch.cat([(p[:k] - q).clamp_min(0.0), p[k:]])  # row k: the bonus distribution p_k
-    row = residual[n]
-    row = torch.where(row.sum() > 0, row, p[n])  # p == q to rounding: fall back to p
+    row = residual.index_select(0, n)[0]
+    row = torch.where(row.sum() > 0, row, p.index_select(0, n)[0])  # p == q to rounding: fall back to p
     return n, sampler.draw(row)
 
 
