@@ -61,9 +61,10 @@ class GreedyGraphs:
         self.confidence = torch.zeros(1, dtype=torch.float32, device=dev)
         self.out = torch.zeros(2, **long)  # (accepted drafts, next token)
         pool = torch.cuda.graph_pool_handle() if dev.type == "cuda" else None
-        with torch.inference_mode():
-            self.ar_step = Captured(self._ar_step, dev, pool)
-            if adapter is not None:
+        with torch.inference_mode():  # AR needs the full step only; Kangaroo the draft and verify steps
+            if adapter is None:
+                self.ar_step = Captured(self._ar_step, dev, pool)
+            else:
                 self.draft_step = Captured(self._draft_step, dev, pool)
                 self.verify = [Captured(self._verify_fn(k), dev, pool) for k in range(max_draft + 1)]
 

@@ -18,10 +18,11 @@ from kangaroo_lab.graphs import greedy_graphs
 
 def step_times(model, adapter, max_draft, reps=50) -> dict:
     """Median ms of one replay of each captured step (positions in a cache already set up)."""
-    g = greedy_graphs(model, adapter, max_draft)
+    ar, g = greedy_graphs(model, None, max_draft), greedy_graphs(model, adapter, max_draft)
     out = {}
-    steps = {"ar_step": g.ar_step, "draft_step": g.draft_step, **{f"verify_{k}": v for k, v in enumerate(g.verify)}}
-    for name, step in steps.items():
+    steps = {"ar_step": (ar, ar.ar_step), "draft_step": (g, g.draft_step),
+             **{f"verify_{k}": (g, v) for k, v in enumerate(g.verify)}}
+    for name, (g, step) in steps.items():
         times = []
         for _ in range(reps):
             g.pos.fill_(300), g.round_pos.fill_(300), g.slot.zero_()
