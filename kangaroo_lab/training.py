@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .adapter import DEFAULT_EXIT_LAYER, Adapter, check_exit_layer, load_adapter, new_adapter, shipped_adapter_dir
 from .data import Example, read_corpus_file, tokenizer_signature

@@ -46,7 +46,9 @@ def main():
         if (run / "curves.csv").is_file():
             for c in csv.DictReader((run / "curves.csv").open()):
                 curves.append({"exit_layer": report["exit_layer"], "variant": report["variant"],
-                               "steps_total": report["steps"], "lr_max": report["config"]["lr"], **c})
+                               "steps_total": report["steps"], "lr_max": report["config"]["lr"], **c,
+                               "device": report["device"], "torch": report["versions"]["torch"],
+                               "transformers": report["versions"]["transformers"]})
     rows.sort(key=lambda r: (r["variant"] != "attention", r["exit_layer"], -r["steps"]))
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "adapter_ablation.csv").open("w", newline="") as f:

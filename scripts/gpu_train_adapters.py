@@ -15,7 +15,6 @@ import tarfile
 import time
 from pathlib import Path
 
-import torch
 
 from kangaroo_lab import load_model
 from kangaroo_lab.data import self_distill, training_prompts

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from kangaroo_lab import generate, load_adapter, load_model, new_adapter
+from kangaroo_lab import generate, load_adapter, new_adapter
 from kangaroo_lab.adapter import VARIANTS, shipped_adapter_dir
 from kangaroo_lab.data import Question, read_corpus_file, self_distill, training_prompts
 from kangaroo_lab.training import CHECKPOINT, TrainConfig, load_corpus, split_corpus, train_adapter
