@@ -245,7 +245,8 @@ def answer_all(model: Model, method: str, runner: Runner, questions: Sequence[Qu
 def spec_bench_answer(model_name: str, method: str, q: Question, turns: list[TurnRecord]) -> dict:
     """One line of Spec-Bench's answer file."""
     choice = {"index": 0, "turns": [t.text for t in turns], "new_tokens": [len(t.token_ids) for t in turns],
-              "wall_time": [t.seconds for t in turns], "accept_lengths": [t.accept_lengths for t in turns]}
+              "wall_time": [t.seconds for t in turns], "accept_lengths": [t.accept_lengths for t in turns],
+              "drafts_per_round": [t.drafts_per_round for t in turns]}  # ours, beyond Spec-Bench's fields
     return {"question_id": q.question_id, "category": q.category, "answer_id": uuid.uuid4().hex,
             "model_id": f"{model_name}-{method}", "choices": [choice], "tstamp": time.time()}
 
@@ -529,6 +530,46 @@ def sweep_row(setting: dict, records: Sequence[TurnRecord], ar: Sequence[TurnRec
         "drafts_per_round": sum(drafts) / len(drafts) if drafts else None,
         "device": env["device"], "versions": env["versions"],
     }
+
+
+# ------------------------------------------------------------------------------------ draft traces
+TRACE_COLUMNS = ("category", "question_id", "turn", "round", "position", "confidence", "accepted", "device",
+                 "versions")
+
+
+def draft_trace(model: Model, adapter: Adapter, questions: Sequence[Question] | None = None,
+                out=Path("figures/data/draft_trace.csv"), max_draft: int = DEFAULTS.max_draft,
+                max_new_tokens: int = DEFAULTS.max_new_tokens, progress: bool = True) -> Path:
+    """Every draft of greedy Kangaroo with eta = 0 (each round drafts `max_draft` tokens, whatever the
+    confidence), one CSV row per draft: its position in the round, the draft's top-1 confidence,
+    and whether the target accepted it. This is the data of the paper's confidence figures: which
+    threshold would have stopped drafting where. Turns follow the questions (each sees its own
+    earlier answers), as in `benchmark`."""
+    from tqdm.auto import tqdm
+
+    env = environment(model)
+    opts = replace(DEFAULTS, threshold=0.0, max_draft=max_draft, max_new_tokens=max_new_tokens)
+    with CsvRows(out, TRACE_COLUMNS) as sink:
+        for q in tqdm(_questions(questions), desc="draft trace", unit="question", file=sys.stderr,
+                      disable=not progress):
+            messages = []
+            for turn, user in enumerate(q.turns):
+                messages.append({"role": "user", "content": user})
+                res = generate(model, messages, adapter=adapter, method="kangaroo", **asdict(opts))
+                for i, r in enumerate(res.trace):
+                    for j, conf in enumerate(r.confidences):
+                        sink.write({"category": q.category, "question_id": q.question_id, "turn": turn,
+                                    "round": i, "position": j + 1, "confidence": conf,
+                                    "accepted": int(j < r.accepted), **env})
+                messages.append({"role": "assistant", "content": res.text})
+    return Path(out)
+
+
+def recorded_rounds(records: Iterable[TurnRecord], method: str = "kangaroo") -> list[tuple[str, int, int]]:
+    """(category, drafts proposed, tokens emitted) per verification round of `method`: what
+    `costs.project` needs."""
+    return [(r.category, d, n) for r in records if r.method == method
+            for d, n in zip(r.drafts_per_round, r.accept_lengths)]
 
 
 # ------------------------------------------------------------------------------------ output

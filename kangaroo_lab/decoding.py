@@ -317,12 +317,13 @@ def generate(model: Model, prompt, adapter: Adapter | None = None, method: str =
              threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
              max_new_tokens: int = DEFAULTS.max_new_tokens, temperature: float = DEFAULTS.temperature,
              top_p: float = DEFAULTS.top_p, seed: int = DEFAULTS.seed, chat: bool = True,
-             cuda_graphs: bool | None = None) -> GenerationResult:
+             cuda_graphs=None) -> GenerationResult:
     """Generate from `prompt` (text, chat messages or token ids) with `method` "ar" or "kangaroo".
 
     Greedy when temperature == 0, else speculative sampling; both reproduce the target exactly.
-    cuda_graphs: replay captured CUDA graphs for the decoding steps (default: on for greedy
-    decoding on a GPU; the first call for a new cache size captures them, which takes a moment)."""
+    cuda_graphs: replay captured CUDA graphs for the decoding steps: None (default) = on for greedy
+    decoding on a GPU, True/False, or a `graphs.GraphOptions` (fixed rows, torch.compile). The first
+    call for a new cache size captures them (and compiles the layers once), which takes a moment."""
     opts = DecodeOptions(threshold, max_draft, max_new_tokens, temperature, top_p, seed)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -362,17 +363,18 @@ def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_ne
         adapter.setup_cache(size)
 
 
-def _graphs(model: Model, adapter: Adapter | None, opts: DecodeOptions, wanted: bool | None):
+def _graphs(model: Model, adapter: Adapter | None, opts: DecodeOptions, wanted):
     """Captured greedy steps, when asked for (or by default on CUDA); None means eager."""
-    use = (model.device.type == "cuda" and opts.temperature == 0.0) if wanted is None else wanted
+    from .graphs import GraphOptions, greedy_graphs
+
+    use = (model.device.type == "cuda" and opts.temperature == 0.0) if wanted is None else bool(wanted)
     if not use:
         return None
     if opts.temperature != 0.0:
-        raise ValueError("cuda_graphs=True supports greedy decoding only (temperature 0); sampling runs eagerly")
-    from .graphs import greedy_graphs
-
+        raise ValueError("cuda_graphs supports greedy decoding only (temperature 0); sampling runs eagerly")
+    options = wanted if isinstance(wanted, GraphOptions) else GraphOptions()
     with torch.inference_mode():
-        return greedy_graphs(model, adapter, opts.max_draft)
+        return greedy_graphs(model, adapter, opts.max_draft, options)
 
 
 def _sync(device: torch.device):

@@ -216,53 +216,104 @@ class KVCache(nn.Module):
         return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
 
 
+def stack_projections(module: nn.Module, stacked: str, parts: dict[str, int]):
+    """Let `module.<stacked>` (one Linear) hold the projections `parts` (name -> output size) stacked.
+
+    One matrix multiply instead of several (a one-token step is launch-bound), while state dicts
+    keep Hugging Face's separate names: loading stacks them, `state_dict()` splits them again in
+    their original order."""
+    names, sizes = list(parts), list(parts.values())
+
+    def split(mod, state_dict, prefix, local_metadata):
+        fused = {kind: state_dict.get(f"{prefix}{stacked}.{kind}") for kind in ("weight", "bias")}
+        if fused["weight"] is None:
+            return
+        pieces = {kind: t.split(sizes) for kind, t in fused.items() if t is not None}
+        items = list(state_dict.items())
+        state_dict.clear()
+        for key, value in items:
+            if key == f"{prefix}{stacked}.weight":  # the parts take the stacked weight's place
+                for i, name in enumerate(names):
+                    for kind, chunks in pieces.items():
+                        state_dict[f"{prefix}{name}.{kind}"] = chunks[i].clone()
+            elif key != f"{prefix}{stacked}.bias":
+                state_dict[key] = value
+
+    def stack(mod, state_dict, prefix, *args):
+        for kind in ("weight", "bias"):
+            keys = [f"{prefix}{name}.{kind}" for name in names]
+            if all(k in state_dict for k in keys):
+                state_dict[f"{prefix}{stacked}.{kind}"] = torch.cat([state_dict.pop(k) for k in keys])
+
+    module.register_state_dict_post_hook(split)
+    module.register_load_state_dict_pre_hook(stack)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Grouped attention as plain matmuls: q (B, H, T, hd) over k, v (B, Hkv, S, hd) -> (B, H, T, hd).
+
+    mask: (T, S) bool, True where a query may see a key (None: all). For a few queries over a
+    static cache this beats fused SDPA kernels, and every op is row-wise (see graphs.py)."""
+    B, H, T, hd = q.shape
+    g = H // k.shape[1]
+    q = q.reshape(B, k.shape[1], g * T, hd)  # query heads grouped under their KV head: (B, Hkv, g*T, hd)
+    scores = (q @ k.transpose(-1, -2)).float() * hd**-0.5  # (B, Hkv, g*T, S), softmax in fp32
+    if mask is not None:
+        scores = scores.masked_fill(~mask.repeat(g, 1), float("-inf"))
+    return (scores.softmax(-1).to(v.dtype) @ v).view(B, H, T, hd)
+
+
 class Attention(nn.Module):
-    """Multi-head attention with grouped KV heads, RoPE and an optional static KV cache."""
+    """Multi-head attention with grouped KV heads, RoPE and an optional static KV cache.
+
+    q, k and v come out of one stacked projection `qkv_proj` (state dicts use q_proj, k_proj, v_proj)."""
 
     def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, bias: bool = False):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
-        self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=bias)
-        self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
-        self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
-        self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=False)
+        q_size, kv_size = n_heads * head_dim, n_kv_heads * head_dim
+        self.qkv_proj = nn.Linear(dim, q_size + 2 * kv_size, bias=bias)
+        self.o_proj = nn.Linear(q_size, dim, bias=False)
+        stack_projections(self, "qkv_proj", {"q_proj": q_size, "k_proj": kv_size, "v_proj": kv_size})
         self.kv_cache: KVCache | None = None
 
-    def keys_values(self, x: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, D) -> k, v: (B, Hkv, T, hd), RoPE applied to k."""
+    def project(self, x: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: (B, T, D) -> q (B, H, T, hd), k, v (B, Hkv, T, hd), RoPE applied to q and k."""
         B, T, _ = x.shape
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        return apply_rope(k, *rope), v
+        H, Hkv = self.n_heads, self.n_kv_heads
+        qkv = self.qkv_proj(x).view(B, T, H + 2 * Hkv, self.head_dim).transpose(1, 2)  # (B, H+2Hkv, T, hd)
+        qk = apply_rope(qkv[:, : H + Hkv], *rope)
+        return qk[:, :H], qk[:, H:], qkv[:, H + Hkv:]
 
     def write_kv(self, x: torch.Tensor, rope, positions: torch.Tensor):
         """Only fill the cache for x at `positions` (no attention output)."""
-        self.kv_cache.update(positions, *self.keys_values(x, rope), 0)
+        _, k, v = self.project(x, rope)
+        self.kv_cache.update(positions, k, v, 0)
 
     def forward(self, x: torch.Tensor, rope, positions, mask, kv_len: int | None) -> torch.Tensor:
         B, T, _ = x.shape  # x: (B, T, D)
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
-        q = apply_rope(q, *rope)
-        k, v = self.keys_values(x, rope)  # (B, Hkv, T, hd)
+        q, k, v = self.project(x, rope)
         if kv_len is None:  # no cache: plain causal attention within x (training, feature extraction)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, enable_gqa=True)
         else:  # attend over the cache up to kv_len; mask hides the future and stale entries
             k, v = self.kv_cache.update(positions, k, v, kv_len)  # (B, Hkv, kv_len, hd)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+            y = attend(q, k, v, mask)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
 
 
 class MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)), gate and up stacked in one projection `gate_up_proj`."""
 
     def __init__(self, dim: int, ffn_dim: int):
         super().__init__()
-        self.gate_proj = nn.Linear(dim, ffn_dim, bias=False)
-        self.up_proj = nn.Linear(dim, ffn_dim, bias=False)
+        self.ffn_dim = ffn_dim
+        self.gate_up_proj = nn.Linear(dim, 2 * ffn_dim, bias=False)
         self.down_proj = nn.Linear(ffn_dim, dim, bias=False)
+        stack_projections(self, "gate_up_proj", {"gate_proj": ffn_dim, "up_proj": ffn_dim})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).split(self.ffn_dim, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -319,6 +370,7 @@ class Transformer(nn.Module):
         self.rotary = Rotary(config)
         self.cache_len = 0
         self.register_buffer("positions", torch.empty(0, dtype=torch.long), persistent=False)
+        self.call = None  # how layers are called: None = directly; graphs.py swaps in compiled calls
 
     # ----------------------------------------------------------------------------- cache
     def setup_cache(self, max_len: int, batch: int = 1):
@@ -349,18 +401,19 @@ class Transformer(nn.Module):
         static shapes for CUDA graphs (see `cache_window`)."""
         positions, rope, mask, kv_len = self._window(start, tokens.shape[1])
         h = self.embed_tokens(tokens)  # (B, T, D)
-        for layer in self.layers[:exit_layer]:
-            h = layer(h, rope, positions, mask, kv_len)
-        return h
+        return self._run(self.layers[:exit_layer], h, rope, positions, mask, kv_len)
 
     def deep(self, h: torch.Tensor, start, exit_layer: int) -> torch.Tensor:
         """Hidden states after layer `exit_layer`, (B, T, D) -> logits (B, T, V).
 
         Writes the KV cache of layers [exit_layer, n_layers)."""
         positions, rope, mask, kv_len = self._window(start, h.shape[1])
-        for layer in self.layers[exit_layer:]:
-            h = layer(h, rope, positions, mask, kv_len)
-        return self.head(h)
+        return self.head(self._run(self.layers[exit_layer:], h, rope, positions, mask, kv_len))
+
+    def _run(self, layers, h, *window) -> torch.Tensor:
+        for layer in layers:
+            h = layer(h, *window) if self.call is None else self.call(layer, h, *window)
+        return h
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """Final norm and LM head: (B, T, D) -> (B, T, V)."""

@@ -8,6 +8,8 @@ import torch
 from kangaroo_lab import decoding, generate, new_adapter
 from kangaroo_lab.data import load_minibench, training_prompts
 from kangaroo_lab.decoding import Sampler, speculative_accept
+from kangaroo_lab.graphs import GraphOptions
+from kangaroo_lab.models import load_model
 
 # (exit layer, variant, threshold, max_draft): early and late exits, trained-like and plain heads,
 # thresholds from "always draft to gamma" to "one draft per round"
@@ -195,18 +197,55 @@ def test_acceptance_rule_alone_reproduces_p():
     assert wrong_stat > crit
 
 
+@pytest.mark.parametrize("fixed_rows", [True, False])
 @pytest.mark.parametrize("exit_layer,variant,threshold,max_draft", TINY_SETTINGS[:4])
-def test_static_graph_steps_are_lossless_too(tiny, exit_layer, variant, threshold, max_draft):
+def test_static_graph_steps_are_lossless_too(tiny, exit_layer, variant, threshold, max_draft, fixed_rows):
     """The fixed-shape steps that CUDA graphs capture (run eagerly here, on the CPU) == AR."""
     adapter = new_adapter(tiny, exit_layer, variant, seed=exit_layer)
+    graphs = GraphOptions(fixed_rows=fixed_rows)
     for prompt in tiny_prompts(8):
         ar = generate(tiny, prompt, method="ar", max_new_tokens=40)
-        ar_static = generate(tiny, prompt, method="ar", max_new_tokens=40, cuda_graphs=True)
+        ar_static = generate(tiny, prompt, method="ar", max_new_tokens=40, max_draft=max_draft, cuda_graphs=graphs)
         kg = generate(tiny, prompt, adapter=adapter, threshold=threshold, max_draft=max_draft, max_new_tokens=40,
-                      cuda_graphs=True)
+                      cuda_graphs=graphs)
         eager = generate(tiny, prompt, adapter=adapter, threshold=threshold, max_draft=max_draft, max_new_tokens=40)
         assert ar_static.token_ids == kg.token_ids == ar.token_ids, prompt
         assert [(r.drafts, r.accepted) for r in kg.trace] == [(r.drafts, r.accepted) for r in eager.trace]
+
+
+def test_fixed_rows_make_bf16_kangaroo_identical_to_bf16_ar():
+    """In bf16, steps over 1 row and over k+1 rows round differently; with fixed rows every step has
+    the same shapes, so AR and Kangaroo compute the same bits. Late exits, gamma 8, 24 prompts: the
+    long accepted runs are where a divergence would show, and a wrong padding row (a cache write at a
+    wrong position) would break identity at once."""
+    model = load_model("tiny-random", seed=3, dtype=torch.bfloat16)
+    adapter = new_adapter(model, 3, "none")
+    graphs = GraphOptions(fixed_rows=True)
+    accepted_runs = 0
+    for prompt in tiny_prompts(24):
+        ar = generate(model, prompt, method="ar", max_new_tokens=48, max_draft=8, cuda_graphs=graphs)
+        kg = generate(model, prompt, adapter=adapter, threshold=0.0, max_draft=8, max_new_tokens=48,
+                      cuda_graphs=graphs)
+        assert kg.token_ids == ar.token_ids, prompt
+        accepted_runs += sum(n >= 3 for n in kg.accept_lengths)
+    assert accepted_runs > 0
+
+
+def test_layer_calls_trace_as_one_compiled_function(tiny):
+    """torch.compile (backend "eager" here: tracing only) takes every layer call in one graph per
+    shape, with no graph breaks; the compiled steps stay lossless."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    adapter = new_adapter(tiny, 2, seed=1)
+    graphs = GraphOptions(fixed_rows=True, compile="eager")
+    for prompt in tiny_prompts(3):
+        ar = generate(tiny, prompt, method="ar", max_new_tokens=24, cuda_graphs=False)
+        kg = generate(tiny, prompt, adapter=adapter, max_new_tokens=24, cuda_graphs=graphs)
+        assert kg.token_ids == ar.token_ids
+    assert counters["stats"]["unique_graphs"] <= 3  # a block, the adapter (+ one recompile at most)
+    assert not counters["graph_break"]
 
 
 def test_graphs_are_greedy_only(tiny):
