@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kangaroo-lab-installed
 
-.PHONY: demo test setup
+.PHONY: demo test setup figures
 
 setup: $(STAMP)
 
@@ -23,3 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# every figure in figures/ (PNG + PDF) from the stored files in figures/data/; CPU only, seconds
+figures: $(STAMP)
+	$(VENV)/bin/kangaroo-lab figures

@@ -3,6 +3,7 @@
     kangaroo-lab demo                                  # AR vs Kangaroo on bundled prompts, embedded SmolLM2
     kangaroo-lab generate --prompt "Why is the sky blue?"
     kangaroo-lab generate --prompt "Why is the sky blue?" --method ar --json
+    kangaroo-lab figures                               # figures/*.png, *.pdf from figures/data/, no GPU
 
 Each subcommand is a pair: `add_X_parser(subparsers)` declares its options and `run_X(args)` does
 the work; `build_parser` calls every `add_X_parser`. Defaults are read from `decoding.DEFAULTS`
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distill_parser(subparsers)
     add_train_parser(subparsers)
     add_bench_parser(subparsers)
+    add_figures_parser(subparsers)
     return parser
 
 
@@ -530,6 +532,35 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         print(bench.sweep_markdown(rows) if args.sweep else bench.summary_markdown(rows))
         print(f"\nresults written under {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ figures
+def add_figures_parser(subparsers):
+    p = subparsers.add_parser(
+        "figures", help="rebuild every figure (PNG + PDF) from the stored CSV files; no GPU needed",
+        description="Redraw figures/*.png and *.pdf from the files in figures/data/. A figure whose input "
+                    "file is missing is skipped, with the command that produces the file.",
+    )
+    p.add_argument("--data", metavar="DIR", default="figures/data", help="the stored files (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR", default="figures", help="where the figures go (default: %(default)s)")
+    p.add_argument("--strict", action="store_true", help="exit with code 2 when any figure was skipped")
+    p.set_defaults(run=run_figures)
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never open a window
+    from .plots import build_figures, missing_inputs
+
+    if not os.path.isdir(args.data):
+        raise FileNotFoundError(f"--data {args.data}: no such folder (run from the repository root, or pass --data)")
+    build_figures(args.data, args.out)  # prints one line per file written and per figure skipped
+    skipped = missing_inputs(args.data)
+    if args.strict and skipped:
+        print(f"kangaroo-lab: {len(skipped)} figure(s) skipped (--strict)", file=sys.stderr)
+        return 2
     return 0
 
 

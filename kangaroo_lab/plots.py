@@ -1,0 +1,804 @@
+"""Figures as functions of stored data: each plotting function takes the DataFrame(s) of a stored
+file (columns as in `figures/data/`) and returns a `matplotlib.figure.Figure`; nothing is shown.
+
+    from kangaroo_lab import plots
+    fig = plots.speedup_by_category(pd.read_csv("figures/data/bench/summary.csv"))
+    plots.build_figures()        # every figure in figures/ (PNG + PDF) from figures/data/, no GPU
+
+Data-prep helpers sit next to the figure that uses them and are public, because the notebooks print
+those tables too: `position_acceptance`, `ctar_from_trace`, `threshold_tradeoff`, `tradeoff_curve`,
+`step_time_ratios`, `provenance`, `split_notes`.
+
+Every figure carries where its numbers come from ("device · versions", from the table's own
+`device` and `versions` columns, or `torch`/`transformers`) in a small footer; projection figures
+say "projection" in their title. Colours are fixed per method (`METHOD_COLORS`) across figures.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, PercentFormatter, ScalarFormatter
+
+from .adapter import DEFAULT_EXIT_LAYER
+from .data import CATEGORIES
+from .decoding import DEFAULTS
+
+METHOD_COLORS = {
+    "ar": "#7f7f7f",                  # grey: the baseline
+    "kangaroo": "#1f77b4",            # blue
+    "kangaroo-noadapter": "#9ecae1",  # light blue: the same loop without the adapter
+    "hf": "#3f3f3f",                  # dark grey: transformers' own baseline
+    "hf-pld": "#ff7f0e",              # orange
+    "hf-earlyexit": "#9467bd",        # purple
+}
+METHOD_LABELS = {
+    "ar": "autoregressive (ar)", "kangaroo": "Kangaroo", "kangaroo-noadapter": "Kangaroo, no adapter",
+    "hf": "transformers (hf)", "hf-pld": "prompt lookup (hf-pld)", "hf-earlyexit": "early-exit assisted (hf-earlyexit)",
+}
+CATEGORY_LABELS = {
+    "mt_bench": "MT-Bench", "translation": "Translation", "summarization": "Summarization", "qa": "QA",
+    "math_reasoning": "Math", "rag": "RAG", "overall": "Overall",
+}
+CATEGORY_COLORS = dict(zip(CATEGORIES, ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")))
+ACCEPTED_COLOR, REJECTED_COLOR = "#2ca02c", "#d62728"
+DPI = 150
+WIDE, TALL = 11.0, 4.2  # inches: a two-panel figure
+N_LAYERS = 30  # SmolLM2-135M-Instruct, the model the stored sweeps ran on (exit ratio = l / N)
+TARGET_VERIFY_RATIO = 1.25  # verifying k + 1 tokens should cost at most this many full steps
+ROUND_KEY = ["category", "question_id", "turn", "round"]  # one draft round of a trace
+NOTE = "note"  # the `method` of summary rows that carry a free-text note in `category` (bench.NOTE)
+
+
+# ------------------------------------------------------------------------------------ shared
+def provenance(*frames: pd.DataFrame) -> str:
+    """"device · versions" from the tables' `device` and `versions` (or `torch`, `transformers`) columns;
+    "" when none of them has such columns (a frame computed in a notebook may add them)."""
+    devices, versions = [], []
+    for df in frames:
+        if df is None:
+            continue
+        devices += _unique(df, "device")
+        versions += _unique(df, "versions") if "versions" in df else _library_versions(df)
+    devices, versions = list(dict.fromkeys(devices)), list(dict.fromkeys(versions))
+    return " · ".join(p for p in (" / ".join(devices), " / ".join(versions)) if p)
+
+
+def _unique(df: pd.DataFrame, column: str) -> list[str]:
+    return [str(v) for v in df[column].dropna().unique()] if column in df else []
+
+
+def _library_versions(df: pd.DataFrame) -> list[str]:
+    """The training tables' `torch` and `transformers` columns as "torch X, transformers Y", once each."""
+    libs = [c for c in ("torch", "transformers") if c in df]
+    if not libs:
+        return []
+    pairs = df[libs].dropna().drop_duplicates().astype(str).itertuples(index=False)
+    return [", ".join(f"{lib} {v}" for lib, v in zip(libs, pair)) for pair in pairs]
+
+
+def split_notes(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """summary.csv -> (its metric rows, the free-text notes carried by rows whose method is "note")."""
+    is_note = summary["method"] == NOTE
+    return summary[~is_note].copy(), [str(n) for n in summary.loc[is_note, "category"].dropna()]
+
+
+def _new_figure(ncols: int = 1, nrows: int = 1, size=(WIDE, TALL), **kw):
+    """fig, axes with constrained layout (the footer and the title get their own room)."""
+    return plt.subplots(nrows, ncols, figsize=size, layout="constrained", squeeze=False, **kw)
+
+
+def _two_panels(size=(WIDE, TALL)):
+    """fig, left axes, right axes."""
+    fig, axes = _new_figure(2, size=size)
+    return fig, axes[0, 0], axes[0, 1]
+
+
+def _finish(fig: Figure, title: str, source: str, notes: Iterable[str] = ()) -> Figure:
+    """Bold title on top; "device · versions" and any notes in a small grey footer."""
+    fig.suptitle("\n".join(textwrap.wrap(title, int(fig.get_figwidth() * 8.5))), fontsize=12, fontweight="bold")
+    width = max(60, int(fig.get_figwidth() * 17))  # characters per footer line at 7 pt
+    lines = textwrap.wrap(source, width) + [line for n in notes for line in textwrap.wrap(f"note: {n}", width)]
+    if lines:
+        fig.supxlabel("\n".join(lines), x=0.005, ha="left", fontsize=7, color="0.35")
+    return fig
+
+
+def _method_order(methods: Iterable[str]) -> list[str]:
+    seen = list(dict.fromkeys(methods))
+    return [m for m in METHOD_COLORS if m in seen] + [m for m in seen if m not in METHOD_COLORS]
+
+
+def _category_order(categories: Iterable[str]) -> list[str]:
+    seen = list(dict.fromkeys(categories))
+    ordered = [c for c in CATEGORIES if c in seen] + [c for c in seen if c not in CATEGORIES and c != "overall"]
+    return ordered + (["overall"] if "overall" in seen else [])
+
+
+def _color(method: str) -> str:
+    return METHOD_COLORS.get(method, "black")
+
+
+def _label_bars(ax, bars, fmt: str = "{:.2f}", fontsize: float = 6.5):
+    for bar in bars:
+        h = bar.get_height()
+        if np.isfinite(h):
+            ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h), xytext=(0, 1.5),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=fontsize)
+
+
+def save_figure(fig: Figure, out_dir, stem: str) -> list[Path]:
+    """fig -> out_dir/stem.png (150 dpi) and out_dir/stem.pdf; returns both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    for path in paths:  # no creation date in the PDF: an unchanged figure rebuilds to the same bytes
+        fig.savefig(path, dpi=DPI, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
+    return paths
+
+
+# ------------------------------------------------------------------------------------ training
+def _run_label(run: dict) -> str:
+    steps = int(run["steps_total"])
+    return f"l={int(run['exit_layer'])} {run['variant']}, {steps} steps, lr {run['lr_max']:g}"
+
+
+def training_curves(curves: pd.DataFrame) -> Figure:
+    """training_curves.csv: held-out expected acceptance, top-1 and loss against training tokens, one line per run."""
+    runs = ["exit_layer", "variant", "steps_total", "lr_max"]
+    fig, axes = _new_figure(3, size=(13.5, 4.4))
+    panels = [("expected_accept", "held-out expected acceptance\nE[Σ min(p, q)]"),
+              ("top1", "held-out top-1 agreement\nwith the full model"), ("loss", "held-out loss (soft CE, nats)")]
+    colors = plt.get_cmap("tab10")
+    for i, (key, group) in enumerate(curves.sort_values("step").groupby(runs, sort=True)):
+        tokens = group["tokens"].fillna(0) / 1e6  # the step-0 evaluation precedes any training token
+        label = _run_label(dict(zip(runs, key)))
+        for ax, (column, _) in zip(axes[0], panels):
+            ax.plot(tokens, group[column], marker="o" if len(group) == 1 else None, ms=4, lw=1.4,
+                    color=colors(i % 10), label=label)
+    for ax, (column, ylabel) in zip(axes[0], panels):
+        ax.set(xlabel="training tokens (millions)", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[0, 2].set_yscale("log")  # the untrained step-0 loss is ~6x the trained one
+    axes[0, 2].set_yticks([2, 3, 4, 6, 10, 16])
+    axes[0, 2].yaxis.set_major_formatter(ScalarFormatter())
+    axes[0, 2].yaxis.set_minor_formatter(NullFormatter())
+    axes[0, 0].set_ylim(bottom=0)
+    axes[0, 1].set_ylim(bottom=0)
+    axes[0, 2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), title="run", title_fontsize=8)
+    return _finish(fig, "Adapter training: held-out metrics per evaluation", provenance(curves))
+
+
+ABLATION_COLUMNS = {  # column -> (header, format)
+    "exit_layer": ("exit\nlayer l", "{:d}"), "variant": ("adapter", "{}"), "parameters": ("parameters", "{:,d}"),
+    "steps": ("steps", "{:d}"), "lr": ("lr", "{:g}"), "top1": ("held-out\ntop-1", "{:.3f}"),
+    "expected_accept": ("expected\nacceptance", "{:.3f}"), "heldout_loss": ("held-out\nloss", "{:.2f}"),
+    "accept_pos1": ("accept\n@1", "{:.2f}"), "accept_pos2": ("accept\n@2", "{:.2f}"), "accept_pos3": ("accept\n@3", "{:.2f}"),
+    "mean_accepted_eta0": ("mean accepted\n(η=0, γ=6)", "{:.2f}"), "minutes": ("train\nminutes", "{:.1f}"),
+    "shipped": ("shipped", "{}"),
+}
+VARIANT_ORDER = ("none", "linear", "attention", "attention+ffn")
+
+
+def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
+    """adapter_ablation.csv -> the rows of the ablation table (sorted by exit layer, adapter size, steps, lr)."""
+    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    df = ablation.assign(_variant=ablation["variant"].map(order).fillna(len(order)))
+    df = df.sort_values(["exit_layer", "_variant", "steps", "lr"]).drop(columns="_variant")
+    return df[[c for c in ABLATION_COLUMNS if c in df]].reset_index(drop=True)
+
+
+def _cell(value, fmt: str) -> str:
+    """One table cell: "–" for a missing value, "yes" / "" for a flag, else `fmt`."""
+    if pd.isna(value):
+        return "–"
+    if isinstance(value, (bool, np.bool_)) or fmt == "{}" and str(value) in ("True", "False"):
+        return "yes" if str(value) == "True" else ""
+    return fmt.format(int(value) if "d" in fmt else value)
+
+
+def adapter_ablation(ablation: pd.DataFrame) -> Figure:
+    """adapter_ablation.csv as a table (the paper's adapter ablation); the default adapter's row highlighted."""
+    table = ablation_table(ablation)
+    cells = [[_cell(v, ABLATION_COLUMNS[c][1]) for c, v in row.items()] for _, row in table.iterrows()]
+    headers = [ABLATION_COLUMNS[c][0] for c in table.columns]
+    fig, axes = _new_figure(size=(12.5, 1.5 + 0.3 * (len(table) + 2)))
+    ax = axes[0, 0]
+    ax.axis("off")
+    widths = np.array([max(len(h) for h in [*headers[i].split("\n"), *(r[i] for r in cells)]) + 3
+                       for i in range(len(headers))], float)
+    t = ax.table(cellText=cells, colLabels=headers, cellLoc="center", bbox=[0, 0, 1, 1],
+                 colWidths=list(widths / widths.sum()))
+    t.auto_set_font_size(False)
+    t.set_fontsize(8.5)
+    for (r, _), cell in t.get_celld().items():
+        cell.set_edgecolor("0.8")
+        if r == 0:
+            cell.set_facecolor("0.92")
+            cell.set_height(cell.get_height() * 2)
+    shipped = table["shipped"].astype(str).eq("True") if "shipped" in table else True
+    default = table.index[(table["exit_layer"] == DEFAULT_EXIT_LAYER) & (table["variant"] == "attention") & shipped]
+    for r in default:
+        for c in range(len(table.columns)):
+            t[r + 1, c].set_facecolor("#fff3c4")
+    return _finish(fig, "Adapter ablation: architecture, exit layer and training budget (held-out prompts)",
+                   provenance(ablation), [("highlighted: the default adapter (shipped, exit layer "
+                                          f"{DEFAULT_EXIT_LAYER}, attention); accept@i = share of i-th drafts "
+                                          "accepted with η = 0")])
+
+
+# ------------------------------------------------------------------------------------ draft traces
+def _rounds(trace: pd.DataFrame) -> pd.DataFrame:
+    """The trace sorted by round and position, with `leading` (1 while every draft so far in the round
+    was accepted) and `prior_min` (the lowest confidence among the earlier drafts of the round; +inf at
+    position 1)."""
+    df = trace.sort_values(ROUND_KEY + ["position"]).reset_index(drop=True)
+    rounds = df.groupby(ROUND_KEY, sort=False)
+    df["leading"] = rounds["accepted"].cumprod().astype(int)
+    running_min = rounds["confidence"].cummin()
+    df["prior_min"] = running_min.groupby([df[k] for k in ROUND_KEY], sort=False).shift(1).fillna(np.inf)
+    return df
+
+
+def position_acceptance(trace: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """Acceptance by draft position (the paper's per-position acceptance), from draft_trace.csv.
+
+    acceptance = share of i-th drafts accepted (= share of rounds whose first i drafts were all
+    accepted, since a draft after a rejected one is not accepted); conditional = share of i-th drafts
+    accepted among those whose earlier drafts were all accepted. `by="category"` splits by category."""
+    df = _rounds(trace)
+    df["reached"] = df.groupby(ROUND_KEY, sort=False)["leading"].shift(1).fillna(1).astype(int)
+    keys = ([by] if by else []) + ["position"]
+    out = df.groupby(keys).agg(drafts=("accepted", "size"), accepted=("accepted", "sum"),
+                               reached=("reached", "sum"), accepted_reached=("leading", "sum")).reset_index()
+    out["acceptance"] = out["accepted"] / out["drafts"]
+    out["conditional"] = (out["accepted_reached"] / out["reached"].where(out["reached"] > 0))
+    return out.drop(columns="accepted_reached")
+
+
+def ctar_from_trace(trace: pd.DataFrame, windows: Iterable[int] = range(1, 7), by: str | None = None) -> pd.DataFrame:
+    """CTAR(w) from a trace: share of rounds whose first w drafts were all accepted (= rounds that emitted
+    more than w tokens). Columns: [by,] window, rounds, ctar."""
+    df = _rounds(trace)
+    per_round = df.groupby(ROUND_KEY + ([by] if by and by not in ROUND_KEY else []), sort=False)["leading"].sum()
+    per_round = per_round.rename("leading").reset_index()
+    rows = []
+    for key, group in (per_round.groupby(by) if by else [(None, per_round)]):
+        for w in windows:
+            rows.append(({by: key} if by else {}) | {"window": w, "rounds": len(group),
+                                                     "ctar": float((group["leading"] >= w).mean())})
+    return pd.DataFrame(rows)
+
+
+def acceptance_by_position(trace: pd.DataFrame) -> Figure:
+    """draft_trace.csv: share of i-th drafts accepted, overall (with the conditional rate) and per category."""
+    overall, per_cat = position_acceptance(trace), position_acceptance(trace, by="category")
+    fig, ax, bx = _two_panels()
+    bars = ax.bar(overall["position"], overall["acceptance"], color=_color("kangaroo"), label="share of i-th drafts accepted")
+    _label_bars(ax, bars, "{:.2f}", 8)
+    ax.plot(overall["position"], overall["conditional"], "o--", color="black", ms=4,
+            label="accepted given drafts 1..i-1 accepted")
+    ax.set(xlabel="draft position i in its round", ylabel="acceptance", ylim=(0, 1.05), title="all categories")
+    for category in _category_order(per_cat["category"]):
+        d = per_cat[per_cat["category"] == category]
+        bx.plot(d["position"], d["acceptance"], "o-", ms=4, color=CATEGORY_COLORS.get(category),
+                label=CATEGORY_LABELS.get(category, category))
+    bx.set(xlabel="draft position i in its round", ylabel="share of i-th drafts accepted", ylim=(0, 1.05),
+           title="per category")
+    for a in (ax, bx):
+        a.set_xticks(sorted(overall["position"].unique()))
+        a.grid(alpha=0.3, axis="y")
+        a.legend(fontsize=8)
+    gamma = int(trace["position"].max())
+    return _finish(fig, f"Acceptance by draft position (trace at η = 0, γ = {gamma})", provenance(trace),
+                   [f"{_n_rounds(trace):,} rounds, {len(trace):,} drafts"])
+
+
+def _n_rounds(trace: pd.DataFrame) -> int:
+    return len(trace.drop_duplicates(ROUND_KEY))
+
+
+BINS = np.linspace(0, 1, 21)
+
+
+def _confidence_hist(ax, trace: pd.DataFrame, eta: float | None, legend: bool = True):
+    """Accepted vs rejected drafts' confidence, each normalised to its own count (bars sum to 1)."""
+    for flag, name, color in ((1, "accepted", ACCEPTED_COLOR), (0, "rejected", REJECTED_COLOR)):
+        conf = trace.loc[trace["accepted"] == flag, "confidence"]
+        if len(conf):
+            ax.hist(conf, bins=BINS, weights=np.full(len(conf), 1 / len(conf)), color=color, alpha=0.55,
+                    edgecolor=color, label=f"{name} ({len(conf):,})")
+    if eta is not None:
+        ax.axvline(eta, color="black", ls="--", lw=1, label=f"η = {eta:g}")
+    ax.set_xlim(0, 1)
+    if legend:
+        ax.legend(fontsize=8)
+
+
+def confidence_accepted_vs_rejected(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
+    """draft_trace.csv: histograms of the draft's top-1 probability for accepted and rejected drafts."""
+    fig, ax, bx = _two_panels()
+    _confidence_hist(ax, trace, eta)
+    ax.set(xlabel="draft confidence (top-1 probability of the draft head)", ylabel="share of the group's drafts",
+           title="all positions")
+    _confidence_hist(bx, trace[trace["position"] == 1], eta)
+    bx.set(xlabel="draft confidence (top-1 probability of the draft head)", ylabel="share of the group's drafts",
+           title="first draft of each round only")
+    return _finish(fig, "Draft confidence: accepted vs rejected drafts", provenance(trace),
+                   ["rejected = not accepted, including drafts after the first rejection in their round"])
+
+
+def confidence_by_category(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
+    """draft_trace.csv: the accepted / rejected confidence histograms, one small panel per category."""
+    categories = _category_order(trace["category"])
+    ncols = min(3, len(categories))
+    nrows = -(-len(categories) // ncols)
+    fig, axes = _new_figure(ncols, nrows, size=(WIDE, 1.2 + 2.7 * nrows), sharex=True, sharey=True)
+    for ax, category in zip(axes.flat, categories):
+        d = trace[trace["category"] == category]
+        _confidence_hist(ax, d, eta, legend=False)
+        share = d["accepted"].mean()
+        ax.set_title(f"{CATEGORY_LABELS.get(category, category)}: {share:.0%} of {len(d):,} drafts accepted",
+                     fontsize=9)
+    for ax in axes.flat[len(categories):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("draft confidence")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of group")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend([h for h in handles], [lb.split(" (")[0] for lb in labels], loc="outside upper right", fontsize=8,
+               ncols=3)
+    return _finish(fig, "Draft confidence by category: accepted vs rejected", provenance(trace))
+
+
+def tradeoff_curve(trace: pd.DataFrame, etas: Iterable[float] | None = None) -> pd.DataFrame:
+    """`threshold_tradeoff` at each eta (default 0, 0.01, ..., 1): one row per eta."""
+    df = _rounds(trace)
+    etas = np.round(np.linspace(0, 1, 101), 2) if etas is None else etas
+    return pd.DataFrame([_tradeoff(df, eta) for eta in etas])
+
+
+def threshold_tradeoff(trace: pd.DataFrame, eta: float) -> dict:
+    """What a confidence threshold eta would have done to a trace recorded at eta = 0.
+
+    With early exit, a round drafts until (and including) its first draft whose confidence is below
+    eta: that draft is still verified, the drafts after it are never made. So a draft is proposed iff
+    every earlier draft of its round has confidence >= eta. Returns the shares of accepted drafts kept
+    (`accepted_kept`) and of rejected drafts avoided (`rejected_avoided`), with the drafts per round.
+    An estimate per round: a real run at this eta would also start its later rounds elsewhere."""
+    return _tradeoff(_rounds(trace), eta)
+
+
+def _tradeoff(df: pd.DataFrame, eta: float) -> dict:
+    proposed = df["prior_min"] >= eta
+    accepted = df["accepted"] == 1
+    n_acc, n_rej, n_rounds = int(accepted.sum()), int((~accepted).sum()), _n_rounds(df)
+    kept, made_rejected = int((proposed & accepted).sum()), int((proposed & ~accepted).sum())
+    return {"eta": float(eta),
+            "accepted_kept": kept / n_acc if n_acc else float("nan"),
+            "rejected_avoided": (n_rej - made_rejected) / n_rej if n_rej else float("nan"),
+            "drafts_per_round": int(proposed.sum()) / n_rounds if n_rounds else float("nan"),
+            "accepted_per_round": kept / n_rounds if n_rounds else float("nan")}
+
+
+def eta_tradeoff(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
+    """draft_trace.csv: for each threshold eta, the rejected drafts it saves against the accepted drafts it loses."""
+    curve, here = tradeoff_curve(trace), threshold_tradeoff(trace, eta)
+    fig, ax, bx = _two_panels()
+    ax.plot(curve["eta"], curve["rejected_avoided"], color=REJECTED_COLOR, label="rejected drafts avoided")
+    ax.plot(curve["eta"], 1 - curve["accepted_kept"], color=ACCEPTED_COLOR, label="accepted drafts lost")
+    ax.axvline(eta, color="black", ls="--", lw=1, label=f"η = {eta:g}")
+    ax.set(xlabel="threshold η (stop drafting after a draft with confidence < η)", ylabel="share of drafts",
+           ylim=(0, 1.02), xlim=(0, 1))
+    ax2 = ax.twinx()
+    ax2.plot(curve["eta"], curve["drafts_per_round"], color="0.5", ls=":", label="drafts proposed per round (right)")
+    ax2.set_ylabel("drafts proposed per round", color="0.4")
+    ax2.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=2, frameon=False)
+    bx.plot(curve["rejected_avoided"], 1 - curve["accepted_kept"], color="black")
+    for e in (0.2, 0.4, 0.6, 0.8):
+        p = curve.iloc[(curve["eta"] - e).abs().argmin()]
+        bx.plot(p["rejected_avoided"], 1 - p["accepted_kept"], ".", color="0.4")
+        bx.annotate(f"η={e:g}", (p["rejected_avoided"], 1 - p["accepted_kept"]), fontsize=7, color="0.4",
+                    xytext=(-4, 4), textcoords="offset points", ha="right")
+    bx.plot(here["rejected_avoided"], 1 - here["accepted_kept"], "o", ms=8, color=_color("kangaroo"),
+            label=f"η = {eta:g}: {here['rejected_avoided']:.0%} of rejected drafts avoided, "
+                  f"{1 - here['accepted_kept']:.0%} of accepted lost")
+    bx.set(xlabel="share of rejected drafts avoided", ylabel="share of accepted drafts lost", xlim=(0, 1.02),
+           ylim=(0, 1.02))
+    bx.legend(fontsize=8, loc="upper left")
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+    return _finish(fig, "The confidence threshold η: wasted drafts saved vs accepted drafts lost", provenance(trace),
+                   [("replayed on a trace recorded at η = 0: a round's drafts up to and including its first "
+                    "draft with confidence < η count as proposed")])
+
+
+def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
+    """bench/summary.csv (+ draft_trace.csv): CTAR(w), the share of rounds emitting more than w tokens."""
+    rows, notes = split_notes(summary)
+    windows = sorted(int(c.split("_")[1]) for c in rows if c.startswith("ctar_"))
+    columns = [f"ctar_{w}" for w in windows]
+    rows = rows.dropna(subset=columns, how="all")
+    fig, ax, bx = _two_panels()
+    overall = rows[rows["category"] == "overall"]
+    for method in _method_order(overall["method"]):
+        values = overall.loc[overall["method"] == method, columns].iloc[0].astype(float)
+        ax.plot(windows, values, "o-", color=_color(method), label=METHOD_LABELS.get(method, method))
+    if trace is not None:
+        t = ctar_from_trace(trace, windows)
+        ax.plot(t["window"], t["ctar"], "s--", color="black", ms=4, label="Kangaroo draft trace, η = 0")
+    ax.set(title="overall", xlabel="window w (tokens)", ylabel="CTAR(w): share of rounds emitting > w tokens")
+    main = rows[(rows["method"] == "kangaroo") & (rows["category"] != "overall")]
+    for category in _category_order(main["category"]):
+        values = main.loc[main["category"] == category, columns].iloc[0].astype(float)
+        bx.plot(windows, values, "o-", ms=4, color=CATEGORY_COLORS.get(category),
+                label=CATEGORY_LABELS.get(category, category))
+    bx.set(title="Kangaroo per category", xlabel="window w (tokens)", ylabel="CTAR(w)")
+    if main.empty:
+        bx.text(0.5, 0.5, "no per-category Kangaroo rows", transform=bx.transAxes, ha="center", color="0.4")
+    for a in (ax, bx):
+        a.set(ylim=(0, 1.02), xticks=windows)
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
+    return _finish(fig, "Consistent token acceptance rate CTAR(w)", provenance(summary, trace), notes)
+
+
+# ------------------------------------------------------------------------------------ benchmark
+def speedup_by_category(summary: pd.DataFrame) -> Figure:
+    """bench/summary.csv: speedup over ar and mean accepted tokens per category, every method (Spec-Bench style)."""
+    rows, notes = split_notes(summary)
+    categories = _category_order(rows["category"])
+    fig, ax, bx = _two_panels(size=(13.5, 4.8))
+    _grouped_bars(ax, rows, "speedup_vs_ar", categories, [m for m in _method_order(rows["method"]) if m != "ar"])
+    ax.axhline(1, color=_color("ar"), lw=1.2, ls="--", label=METHOD_LABELS["ar"])
+    ax.set(ylabel="speedup over ar (tokens/s ÷ ar tokens/s)")
+    accepting = [m for m in _method_order(rows["method"]) if rows.loc[rows["method"] == m, "mean_accepted"].notna().any()]
+    _grouped_bars(bx, rows, "mean_accepted", categories, [m for m in accepting if m != "ar"])
+    bx.axhline(1, color=_color("ar"), lw=1.2, ls="--")
+    bx.set(ylabel="mean accepted tokens per round (bonus included)")
+    for a in (ax, bx):
+        a.set_ylim(0, a.get_ylim()[1] * 1.08)  # room for the bar labels
+        a.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=3, frameon=False)
+    same = rows[(rows["category"] == "overall") & rows["identical_to_ar"].notna() & (rows["method"] != "ar")]
+    if len(same):
+        notes = ["questions answered exactly as ar did (greedy): " + ", ".join(
+            f"{m} {v:.0%}" for m, v in zip(same["method"], same["identical_to_ar"].astype(float)))] + notes
+    return _finish(fig, "Speedup and mean accepted tokens per Spec-Bench category", provenance(summary), notes)
+
+
+def _grouped_bars(ax, rows: pd.DataFrame, column: str, categories: list[str], methods: list[str]):
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(categories))
+    for i, method in enumerate(methods):
+        d = rows[rows["method"] == method].set_index("category")[column].astype(float)
+        values = [d.get(c, np.nan) for c in categories]
+        bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, color=_color(method),
+                      label=METHOD_LABELS.get(method, method))
+        _label_bars(ax, bars, "{:.2f}", 6 if len(methods) > 3 else 7)
+    ax.set_xticks(x, [CATEGORY_LABELS.get(c, c) for c in categories], rotation=20, ha="right", rotation_mode="anchor")
+    ax.set_xlabel("Spec-Bench category")
+
+
+def _sweep_parts(sweep: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """A sweep CSV -> (its kangaroo rows, a note on the ar drift measured by the closing ar row)."""
+    ar = sweep[sweep["method"] == "ar"]
+    notes = []
+    if len(ar) >= 2 and pd.notna(ar["speedup_vs_ar"].iloc[-1]):
+        drift = float(ar["speedup_vs_ar"].iloc[-1])
+        notes.append(f"ar ran at {drift:.2f}x its first speed by the end of the sweep"
+                     + ("" if 0.9 <= drift <= 1.1 else ": the machine drifted, treat these speedups with care"))
+    if len(ar):
+        notes.append(f"ar baseline {float(ar['tokens_per_s'].iloc[0]):.1f} tokens/s; "
+                     f"{int(ar['questions'].iloc[0])} questions per setting")
+    return sweep[sweep["method"] != "ar"].copy(), notes
+
+
+def speedup_vs_exit_ratio(sweep: pd.DataFrame, n_layers: int = N_LAYERS) -> Figure:
+    """bench/sweep_exit_layer.csv: speedup and mean accepted tokens against the exit ratio l / N."""
+    rows, notes = _sweep_parts(sweep)
+    rows = rows.sort_values("exit_layer")
+    ratio = rows["exit_layer"] / n_layers
+    shipped = rows["adapter"].astype(str).eq("shipped")
+    fig, ax, bx = _two_panels()
+    for a, column, ylabel in ((ax, "speedup_vs_ar", "speedup over ar"),
+                              (bx, "mean_accepted", "mean accepted tokens per round")):
+        a.plot(ratio, rows[column], "-", color=_color("kangaroo"))
+        a.plot(ratio[shipped], rows.loc[shipped, column], "o", ms=7, color=_color("kangaroo"),
+               label="trained adapter (shipped)")
+        if (~shipped).any():
+            a.plot(ratio[~shipped], rows.loc[~shipped, column], "o", ms=7, mfc="white", color=_color("kangaroo"),
+                   label="untrained adapter")
+        for r, layer, v in zip(ratio, rows["exit_layer"], rows[column]):
+            a.annotate(f"l={int(layer)}", (r, v), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
+        a.axhline(1, color=_color("ar"), ls="--", lw=1, label="ar" if column == "speedup_vs_ar" else "1 token")
+        a.set(xlabel=f"exit ratio l / N (N = {n_layers} layers)", ylabel=ylabel)
+        a.set_ylim(0, max(1.0, float(rows[column].max())) * 1.12)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, loc="lower right")
+    eta, gamma = rows["threshold"].iloc[0], rows["max_draft"].iloc[0]
+    return _finish(fig, f"Where to exit: speedup and accepted tokens vs exit ratio (η = {eta:g}, γ = {int(gamma)})",
+                   provenance(sweep), notes)
+
+
+def _heatmap(fig, ax, grid: pd.DataFrame, label: str, fmt: str, cmap: str, mark_best: bool):
+    im = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap=cmap)
+    ax.set_xticks(range(grid.shape[1]), [f"{int(c)}" for c in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{r:g}" for r in grid.index])
+    values = grid.to_numpy(float)
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            dark = (v - lo) / (hi - lo or 1) < 0.6
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    if mark_best and np.isfinite(values).any():
+        i, j = np.unravel_index(np.nanargmax(values), values.shape)
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    fig.colorbar(im, ax=ax, label=label, shrink=0.9)
+
+
+def eta_gamma_heatmap(sweep: pd.DataFrame) -> Figure:
+    """bench/sweep_threshold.csv: speedup over ar and mean accepted tokens over the grid eta x gamma."""
+    rows, notes = _sweep_parts(sweep)
+    fig, ax, bx = _two_panels(size=(WIDE, 4.8))
+    for a, column, label, cmap, best in ((ax, "speedup_vs_ar", "speedup over ar", "viridis", True),
+                                         (bx, "mean_accepted", "mean accepted tokens per round", "magma", False)):
+        grid = rows.pivot_table(index="threshold", columns="max_draft", values=column, aggfunc="mean")
+        _heatmap(fig, a, grid, label, "{:.2f}", cmap, best)
+        a.set(xlabel="γ: most drafts per round", ylabel="η: confidence threshold", title=label)
+    best = rows.loc[rows["speedup_vs_ar"].astype(float).idxmax()] if rows["speedup_vs_ar"].notna().any() else None
+    if best is not None:
+        notes = [(f"best (red box): η = {best['threshold']:g}, γ = {int(best['max_draft'])}: "
+                 f"{best['speedup_vs_ar']:.2f}x, {best['mean_accepted']:.2f} tokens per round")] + notes
+    layer = int(rows["exit_layer"].iloc[0]) if len(rows) else DEFAULT_EXIT_LAYER
+    return _finish(fig, f"Threshold η × most drafts γ at exit layer l = {layer}", provenance(sweep), notes)
+
+
+def step_time_ratios(times: pd.DataFrame) -> pd.DataFrame:
+    """bench/step_times.csv -> per (model, shape, step, tokens): ms and ms / full-step ms (`ratio`)."""
+    ms = times.groupby(["model", "shape", "step", "tokens"], as_index=False)["ms"].mean()
+    full = ms[ms["step"] == "full"].groupby(["model", "shape"])["ms"].mean().rename("full_ms")
+    out = ms.join(full, on=["model", "shape"])
+    out["ratio"] = out["ms"] / out["full_ms"]
+    return out
+
+
+def step_times(times: pd.DataFrame) -> Figure:
+    """bench/step_times.csv: verify(k) cost in full steps against tokens verified; draft step cost per shape."""
+    table = step_time_ratios(times)
+    shapes = list(dict.fromkeys(table["shape"]))
+    colors = dict(zip(shapes, plt.get_cmap("tab10").colors))
+    fig, ax, bx = _two_panels()
+    for shape in shapes:
+        v = table[(table["shape"] == shape) & (table["step"] == "verify")].sort_values("tokens")
+        full = table.loc[(table["shape"] == shape) & (table["step"] == "full"), "ms"].mean()
+        ax.plot(v["tokens"], v["ratio"], "o-", ms=4, color=colors[shape], label=f"{shape} (full step {full:.2f} ms)")
+    ax.axhline(TARGET_VERIFY_RATIO, color="red", ls="--", lw=1, label=f"target: {TARGET_VERIFY_RATIO:g} full steps")
+    ax.axhline(1, color=_color("ar"), ls=":", lw=1)
+    ax.set(xlabel="tokens verified in one step (k drafts + 1)", ylabel="verify step ms ÷ full step ms",
+           title="verification cost", ylim=(0, None))
+    ax.legend(fontsize=8)
+    draft = table[table["step"] == "draft"].groupby("shape", sort=False)["ratio"].mean().reindex(shapes)
+    bars = bx.barh(range(len(shapes)), draft.to_numpy(float), height=0.5, color=[colors[s] for s in shapes])
+    for bar, r in zip(bars, draft):
+        if np.isfinite(r):
+            bx.annotate(f"{r:.0%}", (r, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+    bx.set_yticks(range(len(shapes)), shapes)
+    bx.invert_yaxis()
+    bx.set(xlabel="draft step ms ÷ full step ms\n(shallow layers + adapter + LM head)", title="draft step cost")
+    bx.xaxis.set_major_formatter(PercentFormatter(1.0))
+    bx.set_xlim(0, max(0.5, float(np.nanmax(draft.to_numpy(float))) * 1.25) if draft.notna().any() else 1)
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+    return _finish(fig, "Step costs: what a draft and a verification cost in full decoding steps",
+                   provenance(times))
+
+
+def projection_7b(projection: pd.DataFrame) -> Figure:
+    """projection_7b.csv: the PROJECTED speedup and tokens/s per category of Kangaroo on a Vicuna-7B-shaped model."""
+    categories = _category_order(projection["category"])
+    df = projection.set_index("category").reindex(categories)
+    labels = [CATEGORY_LABELS.get(c, c) for c in categories]
+    x = np.arange(len(categories))
+    fig, ax, bx = _two_panels()
+    colors = ["#08519c" if c == "overall" else _color("kangaroo") for c in categories]
+    bars = ax.bar(x, df["projected_speedup"].astype(float), color=colors, hatch="//", edgecolor="white")
+    _label_bars(ax, bars, "{:.2f}x", 8)
+    ax.axhline(1, color=_color("ar"), ls="--", lw=1)
+    ax.annotate("ar", (1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
+                va="center", fontsize=8, color=_color("ar"))
+    ax.set(ylabel="projected speedup over ar", title="projected speedup")
+    for i, (column, method) in enumerate((("projected_ar_tokens_per_s", "ar"),
+                                          ("projected_kangaroo_tokens_per_s", "kangaroo"))):
+        b = bx.bar(x + (i - 0.5) * 0.4, df[column].astype(float), 0.4, color=_color(method), hatch="//",
+                   edgecolor="white", label=METHOD_LABELS[method] + " (projected)")
+        _label_bars(bx, b, "{:.0f}", 7)
+    bx.set(ylabel="projected tokens/s", title="projected throughput")
+    bx.legend(fontsize=8, loc="upper left", ncols=2)
+    for a in (ax, bx):
+        a.set_xticks(x, labels, rotation=20, ha="right", rotation_mode="anchor")
+        a.set_ylim(0, a.get_ylim()[1] * (1.08 if a is ax else 1.2))
+        a.grid(alpha=0.3, axis="y")
+        a.set_xlabel("Spec-Bench category")
+    notes = [f"source: {s}" for s in _unique(projection, "source")]
+    o = df.loc["overall"] if "overall" in df.index else None
+    if o is not None:
+        notes.append(f"overall: {o['mean_accepted']:.2f} tokens per round, {o['mean_drafts']:.2f} drafts; step ms "
+                     f"draft {o['draft_ms']:.2f}, verify {o['verify_ms']:.2f}, full {o['full_ms']:.2f}")
+    return _finish(fig, "PROJECTION (not measured end to end): Kangaroo on a Vicuna-7B-shaped model",
+                   provenance(projection), notes)
+
+
+# ------------------------------------------------------------------------------------ notebooks
+def _token_label(token: str) -> str:
+    return str(token).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␣")[:12] or "∅"
+
+
+def layer_predictions_heatmap(df: pd.DataFrame) -> Figure:
+    """Exit-at-layer heads (final norm + LM head on each layer's state): the probability they give the final
+    model's top-1 token, layers (y) x positions (x, labelled by that token); dots where the layer's top-1 agrees."""
+    grid = df.pivot_table(index="layer", columns="position", values="probability", aggfunc="mean")
+    tokens = df.drop_duplicates("position").set_index("position")["token"].reindex(grid.columns)
+    fig, axes = _new_figure(size=(max(7.0, 0.38 * grid.shape[1] + 2.5), max(3.5, 0.16 * grid.shape[0] + 2.2)))
+    ax = axes[0, 0]
+    im = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    match = df[df["top1_matches"].astype(bool)]
+    rows, cols = {v: i for i, v in enumerate(grid.index)}, {v: j for j, v in enumerate(grid.columns)}
+    ax.scatter([cols[p] for p in match["position"]], [rows[lay] for lay in match["layer"]], s=6, c="white",
+               marker="o")
+    ax.set_xticks(range(grid.shape[1]), [_token_label(t) for t in tokens], rotation=90, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), [str(int(v)) for v in grid.index], fontsize=7)
+    ax.set(xlabel="position (the final model's top-1 token there)", ylabel="exit layer")
+    fig.colorbar(im, ax=ax, label="p(final top-1) at this layer")
+    return _finish(fig, "What each layer would predict: early-exit heads vs the final model", provenance(df),
+                   ["white dot: that layer's own top-1 token is the final model's top-1"])
+
+
+def cost_breakdown(df: pd.DataFrame) -> Figure:
+    """Time (ms) and parameters of each part of the model, as horizontal bars (columns part, ms, params)."""
+    fig, ax, bx = _two_panels(size=(WIDE, 1.6 + 0.45 * len(df)))
+    y = np.arange(len(df))
+    for a, column, scale, unit in ((ax, "ms", 1, "ms per step"), (bx, "params", 1e6, "parameters (millions)")):
+        values = df[column].astype(float) / scale
+        bars = a.barh(y, values, color=_color("kangaroo"))
+        for bar, v in zip(bars, values):
+            a.annotate(f"{v:.2f}" if v < 100 else f"{v:.0f}", (v, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+                       textcoords="offset points", va="center", fontsize=8)
+        a.set_yticks(y, df["part"])
+        a.invert_yaxis()
+        a.set(xlabel=unit, xlim=(0, float(values.max()) * 1.2 if len(values) else 1))
+        a.grid(alpha=0.3, axis="x")
+    bx.set_yticklabels([])
+    ax.set_title("time")
+    bx.set_title("size")
+    return _finish(fig, "Where a decoding step's time and parameters go", provenance(df))
+
+
+def distribution_check(df: pd.DataFrame, top: int = 15) -> Figure:
+    """Target vs empirical token probabilities (columns token, target_p, empirical_p, n), 95% binomial bars."""
+    d = df.sort_values("target_p", ascending=False).head(top)
+    x = np.arange(len(d))
+    p, n = d["empirical_p"].astype(float), d["n"].astype(float)
+    err = 1.96 * np.sqrt(p * (1 - p) / n)
+    fig, axes = _new_figure(size=(max(8.0, 0.5 * len(d) + 2), TALL))
+    ax = axes[0, 0]
+    ax.bar(x - 0.2, d["target_p"], 0.4, color="0.4", label="target distribution p")
+    ax.bar(x + 0.2, p, 0.4, yerr=err, capsize=2, color=_color("kangaroo"),
+           label=f"speculative sampling, empirical (n = {int(n.max()):,}; 95% binomial interval)")
+    ax.set_xticks(x, [_token_label(t) for t in d["token"]], rotation=45, ha="right")
+    ax.set(xlabel="token", ylabel="probability", ylim=(0, None))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _finish(fig, "Lossless sampling: empirical token frequencies vs the target distribution", provenance(df))
+
+
+def acceptance_vs_temperature(df: pd.DataFrame) -> Figure:
+    """Mean accepted tokens and acceptance rate against sampling temperature (one line per method if given)."""
+    fig, ax, bx = _two_panels()
+    groups = df.groupby("method", sort=False) if "method" in df else [("kangaroo", df)]
+    for method, g in groups:
+        g = g.sort_values("temperature")
+        for a, column in ((ax, "mean_accepted"), (bx, "acceptance_rate")):
+            a.plot(g["temperature"], g[column], "o-", color=_color(method), label=METHOD_LABELS.get(method, method))
+    ax.set(xlabel="temperature (0 = greedy)", ylabel="mean accepted tokens per round", ylim=(0, None))
+    bx.set(xlabel="temperature (0 = greedy)", ylabel="share of drafts accepted", ylim=(0, 1.02))
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    return _finish(fig, "Acceptance against sampling temperature", provenance(df))
+
+
+# ------------------------------------------------------------------------------------ build
+TRAINING_RUN = "scripts/gpu_train_adapters.py on a GPU, then scripts/collect_training.py"
+PRODUCERS = {  # stored file (relative to the data folder) -> what produces it
+    "training_curves.csv": TRAINING_RUN,
+    "adapter_ablation.csv": TRAINING_RUN,
+    "draft_trace.csv": "`scripts/gpu_speed.py --stages bench` on a GPU (bench.draft_trace: greedy Kangaroo at η = 0)",
+    "bench/summary.csv": "`kangaroo-lab bench` on a GPU (or `scripts/gpu_speed.py --stages bench`)",
+    "bench/sweep_exit_layer.csv": "`kangaroo-lab bench --sweep exit-layer` on a GPU",
+    "bench/sweep_threshold.csv": "`kangaroo-lab bench --sweep threshold` on a GPU",
+    "bench/step_times.csv": "`scripts/gpu_speed.py --stages costs` on a GPU",
+    "projection_7b.csv": "`scripts/gpu_speed.py --stages bench,costs` on a GPU (the projection needs the bench's answers)",
+}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure of `build_figures`: its function, the stored files it needs and those it uses when present."""
+
+    plot: Callable[..., Figure]
+    inputs: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+
+FIGURES = {
+    "fig_training_curves": FigureSpec(training_curves, ("training_curves.csv",)),
+    "fig_adapter_ablation": FigureSpec(adapter_ablation, ("adapter_ablation.csv",)),
+    "fig_acceptance_by_position": FigureSpec(acceptance_by_position, ("draft_trace.csv",)),
+    "fig_confidence_accepted_vs_rejected": FigureSpec(confidence_accepted_vs_rejected, ("draft_trace.csv",)),
+    "fig_confidence_by_category": FigureSpec(confidence_by_category, ("draft_trace.csv",)),
+    "fig_eta_tradeoff": FigureSpec(eta_tradeoff, ("draft_trace.csv",)),
+    "fig_ctar": FigureSpec(ctar, ("bench/summary.csv",), ("draft_trace.csv",)),
+    "fig_speedup_by_category": FigureSpec(speedup_by_category, ("bench/summary.csv",)),
+    "fig_speedup_vs_exit_ratio": FigureSpec(speedup_vs_exit_ratio, ("bench/sweep_exit_layer.csv",)),
+    "fig_eta_gamma_heatmap": FigureSpec(eta_gamma_heatmap, ("bench/sweep_threshold.csv",)),
+    "fig_step_times": FigureSpec(step_times, ("bench/step_times.csv",)),
+    "fig_projection_7b": FigureSpec(projection_7b, ("projection_7b.csv",)),
+}
+
+
+def missing_inputs(data_dir="figures/data") -> dict[str, str]:
+    """Figure stem -> why `build_figures` skips it (the missing file and the command that produces it)."""
+    data_dir, why = Path(data_dir), {}
+    for stem, spec in FIGURES.items():
+        missing = [name for name in spec.inputs if not (data_dir / name).is_file()]
+        if missing:
+            why[stem] = "; ".join(f"{data_dir / name} is missing; it comes from {PRODUCERS.get(name, 'a GPU run')}"
+                                  for name in missing)
+    return why
+
+
+def build_figures(data_dir="figures/data", out_dir="figures", log: Callable[[str], None] | None = print) -> list[Path]:
+    """Rebuild every figure in `out_dir` (PNG + PDF) from the stored files in `data_dir`; no GPU needed.
+
+    A figure whose input file is missing is skipped, with a line saying which file and what produces it.
+    `log` gets one line per file written and per figure skipped (None: silent). Returns the files written."""
+    data_dir, log = Path(data_dir), log or (lambda line: None)
+    skipped, written, cache = missing_inputs(data_dir), [], {}
+    for stem, spec in FIGURES.items():
+        if stem in skipped:
+            log(f"skipped {stem}: {skipped[stem]}")
+            continue
+        names = spec.inputs + tuple(n for n in spec.optional if (data_dir / n).is_file())
+        frames = [cache[n] if n in cache else cache.setdefault(n, _read(data_dir, n)) for n in names]
+        try:
+            fig = spec.plot(*frames)
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            raise ValueError(f"{stem}: could not draw it from {', '.join(str(data_dir / n) for n in names)} "
+                             f"({type(e).__name__}: {e}); check the file's columns against plots.py") from e
+        try:
+            for path in save_figure(fig, out_dir, stem):
+                written.append(path)
+                log(f"wrote {path}")
+        finally:
+            plt.close(fig)
+    return written
+
+
+def _read(data_dir: Path, name: str) -> pd.DataFrame:
+    df = pd.read_csv(data_dir / name)
+    if df.empty:
+        raise ValueError(f"{data_dir / name} has no rows; rerun what produces it ({PRODUCERS.get(name, 'a GPU run')})")
+    return df
