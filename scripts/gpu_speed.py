@@ -82,11 +82,41 @@ def run_bench(model, adapter, out: Path, hf_limit: int, max_new_tokens: int):
     log(f"draft trace {time.perf_counter() - t:.0f} s")
 
 
+def extras(model, adapter, out: Path, max_new_tokens: int):
+    """On the first turn of every mini-bench question: fixed rows (bf16 identity by construction)
+    against the default natural rows, and the attention+ffn adapter against the default one."""
+    prompts = [q.turns[0] for q in load_minibench()]
+    ffn = load_adapter(model, bench.shipped_adapter_dir(model.name, 2, "attention+ffn"))
+    settings = {"ar, natural rows": ("ar", None, GraphOptions()),
+                "kangaroo, natural rows": ("kangaroo", adapter, GraphOptions()),
+                "ar, fixed rows": ("ar", None, GraphOptions(fixed_rows=True)),
+                "kangaroo, fixed rows": ("kangaroo", adapter, GraphOptions(fixed_rows=True)),
+                "kangaroo attention+ffn, natural rows": ("kangaroo", ffn, GraphOptions())}
+    res, rows = {}, []
+    for name, (method, a, options) in settings.items():
+        generate(model, prompts[0], method=method, adapter=a, max_new_tokens=max_new_tokens, cuda_graphs=options)
+        res[name] = [generate(model, p, method=method, adapter=a, max_new_tokens=max_new_tokens, cuda_graphs=options)
+                     for p in prompts]
+    for name, rs in res.items():
+        ar = res["ar, fixed rows" if "fixed" in name else "ar, natural rows"]
+        tokens, seconds = sum(len(r.token_ids) for r in rs), sum(r.seconds for r in rs)
+        rounds = [n for r in rs for n in r.accept_lengths]
+        rows.append({"setting": name, "prompts": len(rs), "tokens_per_s": tokens / seconds,
+                     "mean_accepted": sum(rounds) / len(rounds),
+                     "identical_to_ar_same_rows": sum(a.token_ids == b.token_ids for a, b in zip(rs, ar)),
+                     "identical_to_ar_natural": sum(a.token_ids == b.token_ids
+                                                    for a, b in zip(rs, res["ar, natural rows"])),
+                     **bench.environment(model)})
+        log(json.dumps(rows[-1]))
+    bench.write_csv(out / "extras.csv", rows, list(rows[0]))
+
+
 def run_costs(model, adapter, out: Path):
     options = GraphOptions()
+    model.engine.__dict__.pop("_graphs", None)
     with torch.inference_mode():
         rows = costs.step_times(model, adapter, max_draft=8, options=options, shape="smollm2-135m")
-    del model.engine.__dict__["_graphs"]
+    model.engine.__dict__.pop("_graphs", None)
     big = costs.shaped_model("vicuna-7b-shaped", "cuda")
     with torch.inference_mode():
         big_rows = costs.step_times(big, new_adapter(big, 2), max_draft=8, options=options,
@@ -137,6 +167,8 @@ def main():
             variants(model, adapter, out, args.questions, args.max_new_tokens)
         elif stage == "bench":
             run_bench(model, adapter, out, args.hf_limit, args.max_new_tokens)
+        elif stage == "extras":
+            extras(model, adapter, out, args.max_new_tokens)
         elif stage == "costs":
             run_costs(model, adapter, out)
         elif stage == "sweeps":
