@@ -205,14 +205,19 @@ class GreedyGraphs:
 
 def greedy_graphs(model: Model, adapter: Adapter | None, max_draft: int,
                   options: GraphOptions = GraphOptions()) -> GreedyGraphs:
-    """The captured steps for this model, adapter, gamma, cache and options, built once and then reused."""
+    """The captured steps for this model, adapter, gamma and options, built once and then reused
+    (AR's and each adapter's side by side) until a cache they were captured over is reallocated."""
     rows = max_draft + 1 if options.fixed_rows else None  # AR and Kangaroo with the same gamma: same rows
     backend = options.backend(model.device)
-    key = (id(adapter), adapter and adapter.exit_layer, max_draft, rows, backend, model.engine.cache_len,
-           adapter.cache_len if adapter is not None else 0)
     cache = model.engine.__dict__.setdefault("_graphs", {})
-    for stale in [k for k in cache if k[5:] != key[5:]]:
-        del cache[stale]  # captured over caches that have since been reallocated
+    for k, (g, lens) in list(cache.items()):
+        if lens != _cache_lens(model, g.adapter):
+            del cache[k]  # captured over caches that have since been reallocated
+    key = (id(adapter), adapter and adapter.exit_layer, max_draft, rows, backend)  # the entry keeps `adapter` alive
     if key not in cache:
-        cache[key] = GreedyGraphs(model, adapter, max_draft, rows, backend)
-    return cache[key]
+        cache[key] = (GreedyGraphs(model, adapter, max_draft, rows, backend), _cache_lens(model, adapter))
+    return cache[key][0]
+
+
+def _cache_lens(model: Model, adapter: Adapter | None) -> tuple[int, int]:
+    return model.engine.cache_len, adapter.cache_len if adapter is not None else 0
