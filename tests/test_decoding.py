@@ -8,6 +8,7 @@ import torch
 from kangaroo_lab import decoding, generate, new_adapter
 from kangaroo_lab.data import load_minibench, training_prompts
 from kangaroo_lab.decoding import Sampler, speculative_accept
+from kangaroo_lab.explore import exact_marginals
 from kangaroo_lab.graphs import GraphOptions
 from kangaroo_lab.models import load_model
 
@@ -111,27 +112,6 @@ def chi_square(samples: list[int], probs: torch.Tensor, min_expected: float = 5.
     z = 3.0902  # standard normal quantile at 1 - 1e-3
     crit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
     return stat, crit
-
-
-def exact_marginals(model, prompt: list[int], sampler: Sampler, prune: float = 1e-7):
-    """Exact distributions of the 2nd and 3rd sampled tokens under plain sampling from the target."""
-    e, V = model.engine, model.config.vocab_size
-
-    def next_probs(prefixes: torch.Tensor) -> torch.Tensor:  # (N, T) -> (N, V)
-        out = [sampler.probs(e.head(e.hidden_states(chunk)[-1])[:, -1]) for chunk in prefixes.split(4096)]
-        return torch.cat(out)
-
-    with torch.inference_mode():
-        base = torch.tensor([prompt])
-        p0 = next_probs(base)[0]  # (V,)
-        seq1 = torch.cat([base.expand(V, -1), torch.arange(V)[:, None]], 1)
-        p1 = next_probs(seq1)  # (V, V): row t0
-        joint = p0[:, None] * p1  # P(t0, t1)
-        pairs = (joint > prune).nonzero()
-        seq2 = torch.cat([base.expand(len(pairs), -1), pairs], 1)
-        p2 = next_probs(seq2)  # (pairs, V)
-        m2 = (joint[pairs[:, 0], pairs[:, 1]][:, None] * p2).sum(0)
-    return joint.sum(0), m2 / m2.sum()
 
 
 def sample_kangaroo(model, adapter, prompt, n, **kw):
