@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kangaroo-lab-installed
 
-.PHONY: demo test setup figures
+.PHONY: demo test setup figures lab
 
 setup: $(STAMP)
 
@@ -21,8 +21,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/kangaroo-lab demo
 
+# unit tests, then every notebook top to bottom in smoke mode (tiny settings, CPU, a few minutes in all)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+	KANGAROO_LAB_SMOKE=1 $(PY) -m pytest -q --nbmake notebooks
+
+# the tutorials in JupyterLab
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
 
 # every figure in figures/ (PNG + PDF) from the stored files in figures/data/; CPU only, seconds
 figures: $(STAMP)
