@@ -224,6 +224,16 @@ def answer_question(model: Model, method: str, runner: Runner, q: Question,
     return records
 
 
+def reserve_cache(model: Model, questions: Sequence[Question], max_new_tokens: int):
+    """Allocate the KV cache for the longest conversation in `questions` before anything is timed.
+
+    Caches only grow; each growth means new shapes, so the CUDA graphs are captured again (and the
+    layers compiled again) inside a timed turn. Upper bound per question: every user turn with the
+    chat template, plus max_new_tokens per turn."""
+    need = max(sum(len(model.encode(t)) + max_new_tokens for t in q.turns) for q in questions)
+    model.engine.setup_cache(min(model.config.max_seq_len, -(-need // 256) * 256))
+
+
 def warm_up(model: Model, runner: Runner, q: Question, max_new_tokens: int):
     """A few untimed generations, so that no method is timed from a cold start."""
     prompt_ids = model.encode(q.turns[0])
@@ -266,6 +276,7 @@ def benchmark(model: Model, questions: Sequence[Question] | None = None, methods
     hf_keys = {(q.category, q.question_id) for q in limit_per_category(questions, hf_limit)}
     out = Path(out)
     (out / "answers").mkdir(parents=True, exist_ok=True)
+    reserve_cache(model, questions, max_new_tokens)
     runners, notes, failed = prepare_runners(model, methods, opts, exit_layer, questions[0])
     if model.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(model.device)
@@ -501,6 +512,7 @@ def run_sweep(model: Model, questions: Sequence[Question] | None, path: Path, se
     qs = limit_per_category(_questions(questions), limit)
     env = environment(model)
     ar_runner = engine_runner(model, "ar", None, opts)
+    reserve_cache(model, qs, opts.max_new_tokens)
     for runner in (ar_runner, settings[0][1]):
         warm_up(model, runner, qs[0], opts.max_new_tokens)
     rows = []
@@ -508,6 +520,7 @@ def run_sweep(model: Model, questions: Sequence[Question] | None, path: Path, se
         ar = answer_all(model, "ar", ar_runner, qs, opts.max_new_tokens, progress)
         rows.append(sink.write(sweep_row({"method": "ar"}, ar, ar, env)))
         for setting, runner in tqdm(settings, desc=path.stem, unit="setting", file=sys.stderr, disable=not progress):
+            warm_up(model, runner, qs[0], opts.max_new_tokens)  # a new adapter or gamma: new graphs to capture
             records = answer_all(model, setting["method"], runner, qs, opts.max_new_tokens, progress)
             rows.append(sink.write(sweep_row(setting, records, ar, env)))
         ar_again = answer_all(model, "ar", ar_runner, qs, opts.max_new_tokens, progress)

@@ -358,9 +358,9 @@ def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_ne
             f"context of {limit} tokens; shorten the prompt or lower max_new_tokens"
         )
     size = min(limit, -(-need // 256) * 256)  # round up, so that similar requests reuse the cache
-    model.engine.setup_cache(size)
+    model.engine.setup_cache(size)  # kept when already large enough (see bench.reserve_cache)
     if adapter is not None:
-        adapter.setup_cache(size)
+        adapter.setup_cache(model.engine.cache_len)  # the same length: one set of captured shapes
 
 
 def _graphs(model: Model, adapter: Adapter | None, opts: DecodeOptions, wanted):

@@ -142,7 +142,8 @@ def run_sweeps(model, out: Path, max_new_tokens: int):
     bench.sweep_exit_layer(model, out=out / "bench", max_new_tokens=max_new_tokens, progress=False)
     log(f"exit-layer sweep {time.perf_counter() - t:.0f} s")
     t = time.perf_counter()
-    bench.sweep_threshold(model, out=out / "bench", max_new_tokens=max_new_tokens, progress=False)
+    bench.sweep_threshold(model, out=out / "bench", max_new_tokens=max_new_tokens, progress=False,
+                          thresholds=(0.0, 0.2, 0.4, 0.6, 0.8), max_drafts=(2, 4, 6, 8, 10))
     log(f"threshold sweep {time.perf_counter() - t:.0f} s")
 
 
