@@ -551,7 +551,7 @@ TRACE_COLUMNS = ("category", "question_id", "turn", "round", "position", "confid
 
 
 def draft_trace(model: Model, adapter: Adapter, questions: Sequence[Question] | None = None,
-                out=Path("figures/data/draft_trace.csv"), max_draft: int = DEFAULTS.max_draft,
+                out=DEFAULT_OUT / "draft_trace.csv", max_draft: int = DEFAULTS.max_draft,
                 max_new_tokens: int = DEFAULTS.max_new_tokens, progress: bool = True) -> Path:
     """Every draft of greedy Kangaroo with eta = 0 (each round drafts `max_draft` tokens, whatever the
     confidence), one CSV row per draft: its position in the round, the draft's top-1 confidence,

@@ -505,6 +505,12 @@ def add_bench_parser(subparsers):
                         f"x gamma {gammas[0]}..{gammas[-1]} (at --exit-layer)")
     p.add_argument("--sweep-limit", metavar="N", type=int, default=bench.SWEEP_LIMIT,
                    help="questions per category in a sweep (default: %(default)s)")
+    p.add_argument("--trace", action="store_true",
+                   help="also record every draft of kangaroo at eta 0 (confidence, accepted) -> OUT/draft_trace.csv")
+    p.add_argument("--costs", action="store_true",
+                   help="also time each decoding step (full, draft, verify(k)) of this model and, on a GPU, of a "
+                        "Vicuna-7B-shaped model -> OUT/step_times.csv, and project the run's kangaroo rounds onto "
+                        "the 7B shape -> OUT/projection_7b.csv (a projection, labelled so)")
     p.add_argument("--out", metavar="DIR", default=str(bench.DEFAULT_OUT), help="(default: %(default)s)")
     p.set_defaults(run=run_bench)
 
@@ -514,9 +520,12 @@ def run_bench(args: argparse.Namespace) -> int:
     from .data import load_questions
 
     opts = _decode_options(args)  # validated before the model loads
-    if args.sweep and (args.methods or args.hf_limit is not None):
-        raise ValueError("--methods and --hf-limit do not apply to --sweep (a sweep runs ar and kangaroo)")
+    if args.sweep and (args.methods or args.hf_limit is not None or args.trace or args.costs):
+        raise ValueError("--methods, --hf-limit, --trace and --costs do not apply to --sweep "
+                         "(a sweep runs ar and kangaroo); run them without --sweep")
     methods = bench.parse_methods(args.methods or bench.METHODS)
+    if args.costs and "kangaroo" not in methods:
+        raise ValueError("--costs projects the rounds of kangaroo: add kangaroo to --methods")
     questions = load_questions(args.questions) if args.questions else None
     model = _load_model(args)
     common = dict(questions=questions, out=args.out, limit=args.sweep_limit, max_new_tokens=opts.max_new_tokens)
@@ -525,14 +534,37 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.sweep == "threshold":
         rows = bench.sweep_threshold(model, exit_layer=args.exit_layer, **common)
     else:
-        rows = bench.benchmark(model, questions, methods, args.out, args.exit_layer, opts.threshold, opts.max_draft,
-                               opts.max_new_tokens, args.hf_limit).rows
+        result = bench.benchmark(model, questions, methods, args.out, args.exit_layer, opts.threshold,
+                                 opts.max_draft, opts.max_new_tokens, args.hf_limit)
+        rows = result.rows
+        _bench_extras(args, model, questions, opts, result)
     if args.json:  # one JSON object, as every command prints: the rows of summary.csv (or of the sweep's CSV)
         print(json.dumps({"out": args.out, "rows": rows}))
     else:
         print(bench.sweep_markdown(rows) if args.sweep else bench.summary_markdown(rows))
         print(f"\nresults written under {args.out}")
     return 0
+
+
+def _bench_extras(args, model: Model, questions, opts: DecodeOptions, result):
+    """--trace and --costs, after the benchmark (they reuse its model and its kangaroo rounds)."""
+    from pathlib import Path
+
+    from . import bench, costs
+
+    if not (args.trace or args.costs):
+        return
+    adapter, _ = bench.kangaroo_adapter(model, args.exit_layer)
+    if args.trace:
+        path = bench.draft_trace(model, adapter, questions, Path(args.out) / "draft_trace.csv", opts.max_draft,
+                                 opts.max_new_tokens)
+        print(f"draft trace written to {path}", file=sys.stderr)
+    if args.costs:
+        n_questions = len({r.key for r in result.records if r.method == "kangaroo"})
+        source = (f"kangaroo rounds of this run: {model.name}, {n_questions} questions, l={args.exit_layer}, "
+                  f"eta {opts.threshold}, gamma {opts.max_draft}")
+        costs.measure(model, adapter, bench.recorded_rounds(result.records), args.out, source)
+        print(f"step times (and, on a GPU, the 7B projection) written under {args.out}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------ figures

@@ -19,10 +19,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 
-from .adapter import Adapter
+from .adapter import Adapter, new_adapter
 from .engine import ModelConfig, Transformer
 from .graphs import GraphOptions, greedy_graphs
 from .models import Model, tiny_tokenizer
@@ -134,3 +135,38 @@ def _step_ms(steps: Sequence[dict], name: str, tokens: int) -> float:
         if row["step"] == name and row["tokens"] == tokens:
             return row["ms"]
     raise ValueError(f"no timing of the {name} step over {tokens} tokens: time max_draft >= {tokens - 1}")
+
+
+def measure(model: Model, adapter: Adapter, rounds: Sequence[tuple[str, int, int]], out, source: str,
+            shapes: Sequence[str] = tuple(SHAPES), max_draft: int = 8,
+            options: GraphOptions = GraphOptions()) -> tuple[list[dict], list[dict]]:
+    """Step times of `model` and of each shape in `shapes` -> out/step_times.csv; the projection of
+    the first shape from `rounds` (described by `source`) -> out/projection_7b.csv. Returns (step
+    rows, projection rows).
+
+    Shapes need a GPU (a Vicuna-7B shape is ~13.5 GB of fp16 weights): off CUDA they are skipped
+    and no projection is written."""
+    from .bench import _warn, write_csv
+
+    out = Path(out)
+    model.engine.__dict__.pop("_graphs", None)  # captured over the run's caches; step_times sets its own
+    with torch.inference_mode():
+        rows = step_times(model, adapter, max_draft, options)
+    projection = []
+    if model.device.type != "cuda":
+        _warn(f"skipping the step times of {list(shapes)}: random weights of that size need a GPU")
+        shapes = ()
+    for i, shape in enumerate(shapes):
+        big = shaped_model(shape, model.device)
+        with torch.inference_mode():
+            big_rows = step_times(big, new_adapter(big, adapter.exit_layer), max_draft, options,
+                                  shape=f"{shape} (random weights)")
+        rows += big_rows
+        if i == 0:
+            projection = project(big_rows, rounds, source)
+        del big
+        torch.cuda.empty_cache()
+    write_csv(out / "step_times.csv", rows, STEP_COLUMNS)
+    if projection:
+        write_csv(out / "projection_7b.csv", projection, PROJECTION_COLUMNS)
+    return rows, projection

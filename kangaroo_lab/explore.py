@@ -220,7 +220,7 @@ def cost_breakdown(model: Model, adapter: Adapter, repeats: int = 20, context: i
 # ------------------------------------------------------------------------------------ draft traces
 def trace_frame(results: Sequence[GenerationResult], questions_meta: Sequence[Mapping], model: Model | None = None,
                 device: str = "", versions: str = "") -> pd.DataFrame:
-    """One row per draft of Kangaroo generations, in the columns of figures/data/draft_trace.csv.
+    """One row per draft of Kangaroo generations, in the columns of figures/data/bench/draft_trace.csv.
 
     `questions_meta[i]` describes `results[i]`: a mapping with category, question_id and turn
     (0-based; default 0). round is the 0-based index of the verification round within its turn,

@@ -248,7 +248,7 @@ def _rounds(trace: pd.DataFrame) -> pd.DataFrame:
 
 
 def position_acceptance(trace: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """Acceptance by draft position (the paper's per-position acceptance), from draft_trace.csv.
+    """Acceptance by draft position (the paper's per-position acceptance), from bench/draft_trace.csv.
 
     acceptance = share of i-th drafts accepted (= share of rounds whose first i drafts were all
     accepted, since a draft after a rejected one is not accepted); conditional = share of i-th drafts
@@ -278,7 +278,7 @@ def ctar_from_trace(trace: pd.DataFrame, windows: Iterable[int] = range(1, 7), b
 
 
 def acceptance_by_position(trace: pd.DataFrame) -> Figure:
-    """draft_trace.csv: share of i-th drafts accepted, overall (with the conditional rate) and per category."""
+    """bench/draft_trace.csv: share of i-th drafts accepted, overall (with the conditional rate) and per category."""
     overall, per_cat = position_acceptance(trace), position_acceptance(trace, by="category")
     fig, ax, bx = _two_panels()
     bars = ax.bar(overall["position"], overall["acceptance"], color=_color("kangaroo"), label="share of i-th drafts accepted")
@@ -323,7 +323,7 @@ def _confidence_hist(ax, trace: pd.DataFrame, eta: float | None, legend: bool = 
 
 
 def confidence_accepted_vs_rejected(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
-    """draft_trace.csv: histograms of the draft's top-1 probability for accepted and rejected drafts."""
+    """bench/draft_trace.csv: histograms of the draft's top-1 probability for accepted and rejected drafts."""
     fig, ax, bx = _two_panels()
     _confidence_hist(ax, trace, eta)
     ax.set(xlabel="draft confidence (top-1 probability of the draft head)", ylabel="share of the group's drafts",
@@ -336,7 +336,7 @@ def confidence_accepted_vs_rejected(trace: pd.DataFrame, eta: float = DEFAULTS.t
 
 
 def confidence_by_category(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
-    """draft_trace.csv: the accepted / rejected confidence histograms, one small panel per category."""
+    """bench/draft_trace.csv: the accepted / rejected confidence histograms, one small panel per category."""
     categories = _category_order(trace["category"])
     ncols = min(3, len(categories))
     nrows = -(-len(categories) // ncols)
@@ -390,7 +390,7 @@ def _tradeoff(df: pd.DataFrame, eta: float) -> dict:
 
 
 def eta_tradeoff(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
-    """draft_trace.csv: for each threshold eta, the rejected drafts it saves against the accepted drafts it loses."""
+    """bench/draft_trace.csv: for each threshold eta, the rejected drafts it saves against the accepted drafts it loses."""
     curve, here = tradeoff_curve(trace), threshold_tradeoff(trace, eta)
     fig, ax, bx = _two_panels()
     ax.plot(curve["eta"], curve["rejected_avoided"], color=REJECTED_COLOR, label="rejected drafts avoided")
@@ -424,7 +424,7 @@ def eta_tradeoff(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure
 
 
 def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
-    """bench/summary.csv (+ draft_trace.csv): CTAR(w), the share of rounds emitting more than w tokens."""
+    """bench/summary.csv (+ bench/draft_trace.csv): CTAR(w), the share of rounds emitting more than w tokens."""
     rows, notes = split_notes(summary)
     windows = sorted(int(c.split("_")[1]) for c in rows if c.startswith("ctar_"))
     columns = [f"ctar_{w}" for w in windows]
@@ -607,7 +607,7 @@ def step_times(times: pd.DataFrame) -> Figure:
 
 
 def projection_7b(projection: pd.DataFrame) -> Figure:
-    """projection_7b.csv: the PROJECTED speedup and tokens/s per category of Kangaroo on a Vicuna-7B-shaped model."""
+    """bench/projection_7b.csv: the PROJECTED speedup and tokens/s per category of Kangaroo on a Vicuna-7B-shaped model."""
     categories = _category_order(projection["category"])
     df = projection.set_index("category").reindex(categories)
     labels = [CATEGORY_LABELS.get(c, c) for c in categories]
@@ -725,12 +725,12 @@ TRAINING_RUN = "scripts/gpu_train_adapters.py on a GPU, then scripts/collect_tra
 PRODUCERS = {  # stored file (relative to the data folder) -> what produces it
     "training_curves.csv": TRAINING_RUN,
     "adapter_ablation.csv": TRAINING_RUN,
-    "draft_trace.csv": "`scripts/gpu_speed.py --stages bench` on a GPU (bench.draft_trace: greedy Kangaroo at η = 0)",
-    "bench/summary.csv": "`kangaroo-lab bench` on a GPU (or `scripts/gpu_speed.py --stages bench`)",
+    "bench/draft_trace.csv": "`kangaroo-lab bench --trace` on a GPU (greedy Kangaroo at η = 0, every draft recorded)",
+    "bench/summary.csv": "`kangaroo-lab bench` on a GPU",
     "bench/sweep_exit_layer.csv": "`kangaroo-lab bench --sweep exit-layer` on a GPU",
     "bench/sweep_threshold.csv": "`kangaroo-lab bench --sweep threshold` on a GPU",
-    "bench/step_times.csv": "`scripts/gpu_speed.py --stages costs` on a GPU",
-    "projection_7b.csv": "`scripts/gpu_speed.py --stages bench,costs` on a GPU (the projection needs the bench's answers)",
+    "bench/step_times.csv": "`kangaroo-lab bench --costs` on a GPU",
+    "bench/projection_7b.csv": "`kangaroo-lab bench --costs` on a GPU (from the run's kangaroo rounds and step times)",
 }
 
 
@@ -746,16 +746,16 @@ class FigureSpec:
 FIGURES = {
     "fig_training_curves": FigureSpec(training_curves, ("training_curves.csv",)),
     "fig_adapter_ablation": FigureSpec(adapter_ablation, ("adapter_ablation.csv",)),
-    "fig_acceptance_by_position": FigureSpec(acceptance_by_position, ("draft_trace.csv",)),
-    "fig_confidence_accepted_vs_rejected": FigureSpec(confidence_accepted_vs_rejected, ("draft_trace.csv",)),
-    "fig_confidence_by_category": FigureSpec(confidence_by_category, ("draft_trace.csv",)),
-    "fig_eta_tradeoff": FigureSpec(eta_tradeoff, ("draft_trace.csv",)),
-    "fig_ctar": FigureSpec(ctar, ("bench/summary.csv",), ("draft_trace.csv",)),
+    "fig_acceptance_by_position": FigureSpec(acceptance_by_position, ("bench/draft_trace.csv",)),
+    "fig_confidence_accepted_vs_rejected": FigureSpec(confidence_accepted_vs_rejected, ("bench/draft_trace.csv",)),
+    "fig_confidence_by_category": FigureSpec(confidence_by_category, ("bench/draft_trace.csv",)),
+    "fig_eta_tradeoff": FigureSpec(eta_tradeoff, ("bench/draft_trace.csv",)),
+    "fig_ctar": FigureSpec(ctar, ("bench/summary.csv",), ("bench/draft_trace.csv",)),
     "fig_speedup_by_category": FigureSpec(speedup_by_category, ("bench/summary.csv",)),
     "fig_speedup_vs_exit_ratio": FigureSpec(speedup_vs_exit_ratio, ("bench/sweep_exit_layer.csv",)),
     "fig_eta_gamma_heatmap": FigureSpec(eta_gamma_heatmap, ("bench/sweep_threshold.csv",)),
     "fig_step_times": FigureSpec(step_times, ("bench/step_times.csv",)),
-    "fig_projection_7b": FigureSpec(projection_7b, ("projection_7b.csv",)),
+    "fig_projection_7b": FigureSpec(projection_7b, ("bench/projection_7b.csv",)),
 }
 
 

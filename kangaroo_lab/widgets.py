@@ -92,7 +92,7 @@ class EtaPanel(w.VBox):
 def eta_panel(trace_df, eta: float = DEFAULTS.threshold) -> EtaPanel:
     """Move eta and see the share of rejected drafts it cuts and of accepted drafts it loses.
 
-    trace_df: one row per draft, recorded at eta = 0 (figures/data/draft_trace.csv or `explore.record_trace`)."""
+    trace_df: one row per draft, recorded at eta = 0 (figures/data/bench/draft_trace.csv or `explore.record_trace`)."""
     return EtaPanel(trace_df, eta)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from kangaroo_lab import generate, load_adapter, load_model, new_adapter
+from kangaroo_lab import generate, load_adapter, load_model
 from kangaroo_lab import bench, costs
 from kangaroo_lab.data import load_minibench
 from kangaroo_lab.graphs import GraphOptions
@@ -78,7 +78,8 @@ def run_bench(model, adapter, out: Path, hf_limit: int, max_new_tokens: int):
     log(f"bench {time.perf_counter() - t:.0f} s")
     print(bench.summary_markdown(result.rows), flush=True)
     t = time.perf_counter()
-    bench.draft_trace(model, adapter, out=out / "draft_trace.csv", max_new_tokens=max_new_tokens, progress=False)
+    bench.draft_trace(model, adapter, out=out / "bench" / "draft_trace.csv", max_new_tokens=max_new_tokens,
+                      progress=False)
     log(f"draft trace {time.perf_counter() - t:.0f} s")
 
 
@@ -112,27 +113,18 @@ def extras(model, adapter, out: Path, max_new_tokens: int):
 
 
 def run_costs(model, adapter, out: Path):
-    options = GraphOptions()
-    model.engine.__dict__.pop("_graphs", None)
-    with torch.inference_mode():
-        rows = costs.step_times(model, adapter, max_draft=8, options=options, shape="smollm2-135m")
-    model.engine.__dict__.pop("_graphs", None)
-    big = costs.shaped_model("vicuna-7b-shaped", "cuda")
-    with torch.inference_mode():
-        big_rows = costs.step_times(big, new_adapter(big, 2), max_draft=8, options=options,
-                                    shape="vicuna-7b-shaped (random weights)")
-    for r in rows + big_rows:
-        log(r["shape"], r["step"], r["tokens"], round(r["ms"], 3))
-    bench.write_csv(out / "bench" / "step_times.csv", rows + big_rows, costs.STEP_COLUMNS)
-    records = []
+    """Step times and the 7B projection from the bench stage's kangaroo answers (as `bench --costs`)."""
+    rounds = []
     with open(out / "bench" / "answers" / "kangaroo.jsonl") as f:
         for line in f:
             a = json.loads(line)
             c = a["choices"][0]
             for acc, drafts in zip(c["accept_lengths"], c["drafts_per_round"]):
-                records += [(a["category"], d, n) for d, n in zip(drafts, acc)]
-    proj = costs.project(big_rows, records, source="SmolLM2-135M rounds (mini-bench, l=2, eta 0.6, gamma 6)")
-    bench.write_csv(out / "projection_7b.csv", proj, costs.PROJECTION_COLUMNS)
+                rounds += [(a["category"], d, n) for d, n in zip(drafts, acc)]
+    steps, proj = costs.measure(model, adapter, rounds, out / "bench",
+                                source="kangaroo rounds in bench/answers (SmolLM2-135M, mini-bench, l=2, eta 0.6, gamma 6)")
+    for r in steps:
+        log(r["shape"], r["step"], r["tokens"], round(r["ms"], 3))
     for r in proj:
         log("projection", r["category"], round(r["projected_speedup"], 3))
 

@@ -129,9 +129,9 @@ def ablation_frame() -> pd.DataFrame:
 
 STORED = {  # relative path -> synthetic frame, for build_figures
     "training_curves.csv": training_curves_frame, "adapter_ablation.csv": ablation_frame,
-    "draft_trace.csv": random_trace, "bench/summary.csv": summary_frame,
+    "bench/draft_trace.csv": random_trace, "bench/summary.csv": summary_frame,
     "bench/sweep_exit_layer.csv": sweep_exit_frame, "bench/sweep_threshold.csv": sweep_threshold_frame,
-    "bench/step_times.csv": step_times_frame, "projection_7b.csv": projection_frame,
+    "bench/step_times.csv": step_times_frame, "bench/projection_7b.csv": projection_frame,
 }
 
 

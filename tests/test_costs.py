@@ -1,0 +1,140 @@
+"""Step costs, the projection arithmetic, the bench's cache reservation and `bench --trace/--costs`."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from kangaroo_lab import bench, costs, generate, new_adapter
+from kangaroo_lab.cli import main
+from kangaroo_lab.data import Question
+from kangaroo_lab.graphs import GraphOptions, GreedyGraphs
+
+QUESTIONS = [Question(1, "qa", ["What is the capital of France?"]),
+             Question(2, "mt_bench", ["Write a haiku about rain.", "Now make it about snow."])]
+
+
+def test_step_times_cover_every_step(tiny):
+    adapter = new_adapter(tiny, 2)
+    rows = costs.step_times(tiny, adapter, max_draft=3, context=40, reps=2)
+    assert [(r["step"], r["tokens"]) for r in rows] == [("full", 1), ("draft", 1)] + [("verify", k) for k in range(1, 5)]
+    assert all(r["ms"] > 0 and r["device"].startswith("cpu") for r in rows)
+    assert set(rows[0]) == set(costs.STEP_COLUMNS)
+
+
+def test_projection_arithmetic():
+    steps = [{"step": "full", "tokens": 1, "ms": 10.0, "device": "d", "versions": "v"},
+             {"step": "draft", "tokens": 1, "ms": 1.0, "device": "d", "versions": "v"},
+             *[{"step": "verify", "tokens": k + 1, "ms": 10.0 + k, "device": "d", "versions": "v"} for k in range(4)]]
+    # round 1: 2 drafts (2 ms) + verify(2) (12 ms), emits 3 tokens; round 2: no draft, verify(0) (10 ms), 1 token
+    rows = costs.project(steps, [("qa", 2, 3), ("qa", 0, 1), ("rag", 3, 4)], "test")
+    qa = next(r for r in rows if r["category"] == "qa")
+    assert qa["projected_ar_tokens_per_s"] == pytest.approx(100.0)
+    assert qa["projected_kangaroo_tokens_per_s"] == pytest.approx(1000 * 4 / 24)
+    assert qa["projected_speedup"] == pytest.approx((4 / 24) / (1 / 10))
+    assert qa["mean_accepted"] == 2 and qa["mean_drafts"] == 1
+    overall = rows[-1]
+    assert overall["category"] == "overall" and overall["rounds"] == 3
+    assert overall["projected_kangaroo_tokens_per_s"] == pytest.approx(1000 * 8 / (24 + 3 + 13))
+    with pytest.raises(ValueError, match="no timing of the verify step over 6 tokens"):
+        costs.project(steps, [("qa", 5, 2)], "test")
+    with pytest.raises(ValueError, match="no rounds"):
+        costs.project(steps, [], "test")
+
+
+def test_shaped_model_names_its_shapes():
+    with pytest.raises(ValueError, match="vicuna-7b-shaped"):
+        costs.shaped_model("llama-70b", "cpu")
+    c = costs.SHAPES["vicuna-7b-shaped"]
+    per_layer = 4 * c.dim * c.dim + 3 * c.dim * c.ffn_dim + 2 * c.dim
+    params = c.n_layers * per_layer + 2 * c.vocab_size * c.dim + c.dim
+    assert 6.7e9 < params < 6.8e9  # Vicuna-7B / Llama-7B: 6.74B parameters
+
+
+def test_bench_captures_each_method_once(tiny, tmp_path, monkeypatch):
+    """The bench reserves its longest cache first and AR's and Kangaroo's graphs coexist, so that
+    interleaving methods never recaptures (or recompiles) inside a timed turn."""
+    built = []
+    init = GreedyGraphs.__init__
+    monkeypatch.setattr(GreedyGraphs, "__init__", lambda self, *a, **k: (built.append(a[1]), init(self, *a, **k))[1])
+    monkeypatch.setattr(bench, "engine_runner", _graph_runner)
+    bench.benchmark(tiny, QUESTIONS, "ar,kangaroo", tmp_path, max_new_tokens=120, progress=False)  # turn 2 > 256
+    assert len(built) == 2  # one set for ar (adapter None), one for kangaroo: during the warm-up, never again
+    assert built[0] is None and built[1] is not None
+
+
+def _graph_runner(model, method, adapter, opts):
+    def run(prompt_ids, max_new_tokens):
+        res = generate(model, prompt_ids, adapter=adapter, method=method, threshold=opts.threshold,
+                       max_draft=opts.max_draft, max_new_tokens=max_new_tokens, cuda_graphs=GraphOptions())
+        return bench.Generated(res.token_ids, res.accept_lengths, [len(r.drafts) for r in res.trace])
+    return run
+
+
+def test_draft_trace_rows_follow_the_rounds(tiny, tmp_path):
+    adapter = new_adapter(tiny, 2, seed=0)
+    path = bench.draft_trace(tiny, adapter, QUESTIONS, tmp_path / "trace.csv", max_draft=3, max_new_tokens=10,
+                             progress=False)
+    rows = list(csv.DictReader(path.open()))
+    assert rows and set(rows[0]) == set(bench.TRACE_COLUMNS)
+    assert {(r["question_id"], r["turn"]) for r in rows} == {("1", "0"), ("2", "0"), ("2", "1")}
+    for key in {(r["question_id"], r["turn"], r["round"]) for r in rows}:
+        rnd = [r for r in rows if (r["question_id"], r["turn"], r["round"]) == key]
+        accepted = [int(r["accepted"]) for r in rnd]
+        assert [int(r["position"]) for r in rnd] == list(range(1, len(rnd) + 1))
+        assert accepted == sorted(accepted, reverse=True)  # accepted drafts form a prefix of the round
+
+
+def test_cli_bench_trace_and_costs(tmp_path):
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("\n".join(json.dumps({"question_id": q.question_id, "category": q.category, "turns": q.turns})
+                               for q in QUESTIONS))
+    out = tmp_path / "out"
+    code = main(["bench", "--model", "tiny-random", "--questions", str(qfile), "--methods", "ar,kangaroo",
+                 "--max-new-tokens", "6", "--out", str(out), "--trace", "--costs"])
+    assert code == 0
+    assert (out / "draft_trace.csv").is_file() and (out / "step_times.csv").is_file()
+    assert not (out / "projection_7b.csv").exists()  # the 7B shape needs a GPU: skipped on a CPU
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods", "ar", "--costs"], "add kangaroo"),
+    (["--sweep", "threshold", "--trace"], "do not apply to --sweep"),
+])
+def test_cli_bench_refuses_extras_that_cannot_run(args, message, capsys):
+    assert main(["bench", "--model", "tiny-random", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_stacked_projections_keep_hugging_face_names(tiny):
+    """q/k/v and gate/up are one matrix each inside the engine; state dicts still use HF's names, in
+    HF's order, and load back to the same weights."""
+    sd = tiny.engine.state_dict()
+    names = [k for k in sd if k.startswith("layers.0.")]
+    assert names == ["layers.0.input_layernorm.weight", "layers.0.self_attn.q_proj.weight",
+                     "layers.0.self_attn.k_proj.weight", "layers.0.self_attn.v_proj.weight",
+                     "layers.0.self_attn.o_proj.weight", "layers.0.post_attention_layernorm.weight",
+                     "layers.0.mlp.gate_proj.weight", "layers.0.mlp.up_proj.weight", "layers.0.mlp.down_proj.weight"]
+    attn = tiny.engine.layers[0].self_attn
+    c = tiny.config
+    assert sd["layers.0.self_attn.k_proj.weight"].shape == (c.n_kv_heads * c.head_dim, c.dim)
+    assert torch.equal(sd["layers.0.self_attn.k_proj.weight"],
+                       attn.qkv_proj.weight[c.n_heads * c.head_dim: (c.n_heads + c.n_kv_heads) * c.head_dim])
+    fresh = new_adapter(tiny, 2, seed=5)
+    fresh.load_state_dict(new_adapter(tiny, 2, seed=6).state_dict())
+    assert torch.equal(fresh.self_attn.qkv_proj.weight, new_adapter(tiny, 2, seed=6).self_attn.qkv_proj.weight)
+
+
+def test_matmul_attention_equals_sdpa():
+    from torch.nn import functional as F
+
+    from kangaroo_lab.engine import attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, t, 16, generator=g) for h, t in ((6, 3), (2, 10), (2, 10)))
+    mask = torch.arange(10)[None, :] <= torch.tensor([5, 6, 7])[:, None]
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    torch.testing.assert_close(attend(q, k, v, mask), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attend(q[:, :, :1], k, v, None),
+                               F.scaled_dot_product_attention(q[:, :, :1], k, v, enable_gqa=True), atol=1e-5, rtol=1e-5)
