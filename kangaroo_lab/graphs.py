@@ -215,8 +215,23 @@ def greedy_graphs(model: Model, adapter: Adapter | None, max_draft: int,
             del cache[k]  # captured over caches that have since been reallocated
     key = (id(adapter), adapter and adapter.exit_layer, max_draft, rows, backend)  # the entry keeps `adapter` alive
     if key not in cache:
-        cache[key] = (GreedyGraphs(model, adapter, max_draft, rows, backend), _cache_lens(model, adapter))
+        cache[key] = (_build(model, adapter, max_draft, rows, backend), _cache_lens(model, adapter))
     return cache[key][0]
+
+
+def _build(model: Model, adapter: Adapter | None, max_draft: int, rows: int | None, backend: str | None):
+    """GreedyGraphs; if torch.compile cannot run here (no triton, no compiler), the same steps uncompiled."""
+    try:
+        return GreedyGraphs(model, adapter, max_draft, rows, backend)
+    except Exception as e:  # compilation happens in the warm-up call, before any graph is recorded
+        if backend is None:
+            raise
+        import warnings
+
+        warnings.warn(f"torch.compile ({backend}) failed, so the captured steps run uncompiled (about half "
+                      f"the speed): {type(e).__name__}: {str(e)[:200]}. GraphOptions(compile=False) "
+                      "skips the attempt.", stacklevel=3)
+        return GreedyGraphs(model, adapter, max_draft, rows, None)
 
 
 def _cache_lens(model: Model, adapter: Adapter | None) -> tuple[int, int]:

@@ -228,6 +228,15 @@ def test_layer_calls_trace_as_one_compiled_function(tiny):
     assert not counters["graph_break"]
 
 
+def test_a_failing_compile_falls_back_to_plain_steps(tiny):
+    """Where torch.compile cannot run (no triton, no C++ compiler) the steps run uncompiled, with a warning."""
+    adapter = new_adapter(tiny, 2, seed=1)
+    with pytest.warns(UserWarning, match="torch.compile \\(no-such-backend\\) failed"):
+        kg = generate(tiny, "hello", adapter=adapter, max_new_tokens=12,
+                      cuda_graphs=GraphOptions(compile="no-such-backend"))
+    assert kg.token_ids == generate(tiny, "hello", method="ar", max_new_tokens=12).token_ids
+
+
 def test_graphs_are_greedy_only(tiny):
     with pytest.raises(ValueError, match="greedy decoding only"):
         generate(tiny, "hi", adapter=new_adapter(tiny, 2), temperature=0.8, cuda_graphs=True)
