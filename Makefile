@@ -28,7 +28,7 @@ test: $(STAMP)
 
 # the tutorials in JupyterLab
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 # every figure in figures/ (PNG + PDF) from the stored files in figures/data/; CPU only, seconds
 figures: $(STAMP)
