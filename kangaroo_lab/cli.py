@@ -563,7 +563,8 @@ def _bench_extras(args, model: Model, questions, opts: DecodeOptions, result):
         n_questions = len({r.key for r in result.records if r.method == "kangaroo"})
         source = (f"kangaroo rounds of this run: {model.name}, {n_questions} questions, l={args.exit_layer}, "
                   f"eta {opts.threshold}, gamma {opts.max_draft}")
-        costs.measure(model, adapter, bench.recorded_rounds(result.records), args.out, source)
+        costs.measure(model, adapter, bench.recorded_rounds(result.records), args.out, source,
+                      max_draft=max(8, opts.max_draft))  # every verify(k) the run's rounds need
         print(f"step times (and, on a GPU, the 7B projection) written under {args.out}", file=sys.stderr)
 
 

@@ -11,7 +11,8 @@ Kangaroo's speedup is a ratio of two costs per generated token:
 how many accepted) to predict tokens/s. With the step times of a Vicuna-7B-shaped engine on random
 weights (`shaped_model`; no 7B weights are reachable here) and the rounds measured on SmolLM2,
 that is a PROJECTION of the paper's setting: the acceptance of a real 7B model with its own
-adapter would differ, and the host's work between steps (a few microseconds per step) is left out.
+adapter would differ, and the host's work between steps is left out (on the H200 it added about
+0.15 ms per host sync to SmolLM2's 1.1 ms steps; against a 7B model's 4.6 ms steps it weighs less).
 """
 
 from __future__ import annotations
