@@ -585,6 +585,18 @@ def recorded_rounds(records: Iterable[TurnRecord], method: str = "kangaroo") -> 
             for d, n in zip(r.drafts_per_round, r.accept_lengths)]
 
 
+def rounds_from_answers(path) -> list[tuple[str, int, int]]:
+    """The same rounds, read back from an answers file that `benchmark` wrote (answers/<method>.jsonl)."""
+    rounds = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            answer = json.loads(line)
+            choice = answer["choices"][0]
+            for accepted, drafts in zip(choice["accept_lengths"], choice["drafts_per_round"]):
+                rounds += [(answer["category"], d, n) for d, n in zip(drafts, accepted)]
+    return rounds
+
+
 # ------------------------------------------------------------------------------------ output
 class CsvRows:
     """A CSV file written one row at a time, flushed after each, so a killed run keeps what it measured."""

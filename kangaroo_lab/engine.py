@@ -29,6 +29,7 @@ from torch import nn
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
 REQUIRED_HF_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 
 
 def as_int(value) -> int | None:
@@ -39,7 +40,6 @@ def as_int(value) -> int | None:
         return operator.index(value)
     except TypeError:
         return None
-SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 
 
 @dataclass(frozen=True)

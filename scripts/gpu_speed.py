@@ -114,13 +114,7 @@ def extras(model, adapter, out: Path, max_new_tokens: int):
 
 def run_costs(model, adapter, out: Path):
     """Step times and the 7B projection from the bench stage's kangaroo answers (as `bench --costs`)."""
-    rounds = []
-    with open(out / "bench" / "answers" / "kangaroo.jsonl") as f:
-        for line in f:
-            a = json.loads(line)
-            c = a["choices"][0]
-            for acc, drafts in zip(c["accept_lengths"], c["drafts_per_round"]):
-                rounds += [(a["category"], d, n) for d, n in zip(drafts, acc)]
+    rounds = bench.rounds_from_answers(out / "bench" / "answers" / "kangaroo.jsonl")
     steps, proj = costs.measure(model, adapter, rounds, out / "bench",
                                 source="kangaroo rounds in bench/answers (SmolLM2-135M, mini-bench, l=2, eta 0.6, gamma 6)")
     for r in steps:

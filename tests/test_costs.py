@@ -96,6 +96,11 @@ def test_cli_bench_trace_and_costs(tmp_path):
     assert code == 0
     assert (out / "draft_trace.csv").is_file() and (out / "step_times.csv").is_file()
     assert not (out / "projection_7b.csv").exists()  # the 7B shape needs a GPU: skipped on a CPU
+    with open(out / "answers" / "kangaroo.jsonl") as f:
+        turns = [t for line in f for t in json.loads(line)["choices"][0]["accept_lengths"]]
+    rounds = bench.rounds_from_answers(out / "answers" / "kangaroo.jsonl")
+    assert len(rounds) == sum(len(t) for t in turns) > 0
+    assert sum(n for _, _, n in rounds) == sum(sum(t) for t in turns)
 
 
 @pytest.mark.parametrize("args,message", [
