@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .engine import MLP, Attention, KVCache, RMSNorm, Rotary, as_int, cache_window
+from .engine import MLP, Attention, KVStore, RMSNorm, Rotary, as_int, cache_window
 from .models import Model, adapter_fingerprint
 
 VARIANTS = ("attention", "attention+ffn", "linear", "none")
@@ -76,6 +76,8 @@ class Adapter(nn.Module):
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.rotary = Rotary(c)
         self.cache_len = 0
+        self.kv: KVStore | None = None  # the attention variants' own cache (setup_cache)
+        self.cache_version = 0
         self.register_buffer("positions", torch.empty(0, dtype=torch.long), persistent=False)
         self._init_weights(model)
 
@@ -101,7 +103,9 @@ class Adapter(nn.Module):
         p = self.norm.weight
         if hasattr(self, "self_attn") and max_len > self.cache_len:
             c = self.config
-            self.self_attn.kv_cache = KVCache(batch, c.n_heads, max_len, c.head_dim, p.dtype, p.device)
+            self.kv = KVStore(1, batch, c.n_heads, max_len, c.head_dim, p.dtype, p.device)
+            self.self_attn.kv_cache = self.kv.caches[0]
+            self.cache_version += 1
         if max_len > self.cache_len:
             self.rotary.build(max_len, p.dtype, p.device)
             self.positions = torch.arange(max_len, device=p.device)
@@ -127,14 +131,20 @@ class Adapter(nn.Module):
             x = x + self.linear(x)
         return self.norm(x)  # (B, T, D); the caller applies the target's lm_head
 
-    def write_kv(self, h: torch.Tensor, start: int):
-        """Fill the adapter's KV cache for shallow states h (B, T, D) at [start, start+T), nothing else.
+    def write_kv(self, h: torch.Tensor, start):
+        """Fill the adapter's KV cache for shallow states h (B, T, D) at [start, start+T) (or at a
+        window's slots, as in `forward`), nothing else.
 
-        Verification calls it for the round's last draft, so that the adapter's cache covers every
-        committed position whatever the target accepts."""
+        Verification calls it for the nodes it computes the shallow states of (the round's last
+        drafts), so that the adapter's cache covers every position the target may accept."""
         if hasattr(self, "self_attn"):
-            positions, rope, _, _ = cache_window(self.positions, self.rotary, self.cache_len, start, h.shape[1])
-            self.self_attn.write_kv(self.input_layernorm(h), rope, positions)
+            slots, rope, _, _ = cache_window(self.positions, self.rotary, self.cache_len, start, h.shape[1])
+            self.self_attn.write_kv(self.input_layernorm(h), rope, slots)
+
+    def compact(self, src: torch.Tensor, dst: torch.Tensor):
+        """Move cache slots `src` to `dst` (after a tree round; see `engine.KVStore.compact`)."""
+        if self.kv is not None:
+            self.kv.compact(src, dst)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -25,11 +25,13 @@ import torch
 from . import __version__
 from .adapter import (DEFAULT_EXIT_LAYER, META_FILE, Adapter, check_exit_layer, load_adapter, new_adapter,
                       shipped_adapter_dir)
-from .decoding import DEFAULT_METHOD, DEFAULTS, METHODS, DecodeOptions, GenerationResult, generate
+from .decoding import (ADAPTER_METHODS, DEFAULT_METHOD, DEFAULTS, EARLY_EXITS, HEADLINE_METHOD, METHOD_DEFAULTS,
+                       METHODS, DecodeOptions, GenerationResult, generate, options_for)
 from .models import DEFAULT_MODEL, Model, load_model
 
 DEMO_PROMPTS = "demo_prompts.json"  # in kangaroo_lab/assets/
 DEMO_MAX_NEW_TOKENS = 64  # short answers keep the demo under a minute on a CPU
+DEMO_METHODS = ("ar", "kangaroo", HEADLINE_METHOD)  # the baseline, the paper's method, our fastest
 WARMUP_TOKENS = 8
 NEXT_STEPS = (
     "Next: `kangaroo-lab generate --prompt \"...\"` to watch drafts being accepted and rejected,\n"
@@ -82,10 +84,50 @@ def _device(text: str) -> str:
     return text
 
 
-def _decode_options(args: argparse.Namespace, **overrides) -> DecodeOptions:
-    """DEFAULTS, updated by whichever decoding options this subcommand has (validated here, before any load)."""
+def _decode_options(args: argparse.Namespace, method: str = DEFAULT_METHOD, **overrides) -> DecodeOptions:
+    """`method`'s defaults (`METHOD_DEFAULTS`), updated by whichever decoding options this subcommand has
+    and the user gave (None: not given), then `overrides`; validated here, before any load."""
     given = {f.name: getattr(args, f.name) for f in fields(DecodeOptions) if hasattr(args, f.name)}
-    return replace(DEFAULTS, **{**given, **overrides})
+    return options_for(method, None, **{**given, **overrides})
+
+
+def _method_default(name: str) -> str:
+    """'kangaroo 0.6, kangaroo-tree 0.0, ...': an option's default per method, for --help."""
+    values: dict = {}
+    for method, o in METHOD_DEFAULTS.items():
+        if method != "ar" and name in _USED_BY.get(method, ()):
+            values.setdefault(getattr(o, name), []).append(method)
+    return "; ".join(f"{', '.join(ms)}: {v}" for v, ms in values.items())
+
+
+_TREE = ("threshold", "max_draft", "top_k", "node_budget", "early_exit")
+_USED_BY = {  # which options each method reads
+    "kangaroo": ("threshold", "max_draft", "early_exit"), "pld": ("n_max", "lookup_tokens"),
+    "kangaroo-tree": _TREE, "kangaroo+lookup": _TREE + ("n_max", "lookup_tokens"),
+}
+
+
+def _add_decoding_args(p: argparse.ArgumentParser):
+    """The options of the speculative methods; None means the method's own default."""
+    p.add_argument("--threshold", metavar="ETA", type=float, default=None,
+                   help="eta: stop drafting once the draft's confidence is below it (the chain: a draft's top-1 "
+                        "probability; a tree: a level's best cumulative probability). Default: "
+                        + _method_default("threshold"))
+    p.add_argument("--max-draft", metavar="GAMMA", type=int, default=None,
+                   help="gamma: at most this many drafts per round (a tree: its depth). Default: "
+                        + _method_default("max_draft"))
+    p.add_argument("--top-k", metavar="K", type=int, default=None,
+                   help="trees: children kept per node. Default: " + _method_default("top_k"))
+    p.add_argument("--node-budget", metavar="N", type=int, default=None,
+                   help="trees: most nodes verified per round, the root included. Default: "
+                        + _method_default("node_budget"))
+    p.add_argument("--n-max", metavar="N", type=int, default=None,
+                   help="lookup: the longest n-gram matched. Default: " + _method_default("n_max"))
+    p.add_argument("--lookup-tokens", metavar="N", type=int, default=None,
+                   help="lookup: most tokens proposed after a match. Default: " + _method_default("lookup_tokens"))
+    p.add_argument("--early-exit", choices=EARLY_EXITS, default=None,
+                   help="where eta stops drafting: host (a read per draft step) or device (a mask; one read per "
+                        "round). Default: " + _method_default("early_exit"))
 
 
 def _load_model(args: argparse.Namespace) -> Model:
@@ -163,7 +205,7 @@ def token_kinds(res: GenerationResult) -> tuple[list[str], dict[int, list[int]]]
     kinds, rejected = ["target"], {}
     for r in res.trace:
         kinds += ["accepted"] * r.accepted
-        if r.drafts[r.accepted:]:
+        if r.parents is None and r.drafts[r.accepted:]:  # a chain's rejected drafts (a tree's other branches: not shown)
             rejected[len(kinds)] = r.drafts[r.accepted:]
         kinds.append("target")  # the target's correction, or its bonus token when all drafts were accepted
     n = len(res.token_ids)
@@ -249,9 +291,10 @@ def result_record(res: GenerationResult) -> dict:
     """The fields of a result that --json prints."""
     return {
         "method": res.method, "text": res.text, "token_ids": res.token_ids, "accept_lengths": res.accept_lengths,
-        "mean_accepted": res.mean_accepted, "tokens_per_second": res.tokens_per_second, "seconds": res.seconds,
-        "rounds": res.rounds, "draft_confidences": res.draft_confidences, "draft_accepted": res.draft_accepted,
-        "stop_reason": res.stop_reason,
+        "mean_accepted": res.mean_accepted, "nodes_per_round": res.nodes_per_round,
+        "syncs_per_round": res.syncs_per_round, "tokens_per_second": res.tokens_per_second, "seconds": res.seconds,
+        "rounds": res.rounds, "draft_confidences": [None if c != c else c for c in res.draft_confidences],  # nan: lookup
+        "draft_accepted": res.draft_accepted, "stop_reason": res.stop_reason,
     }
 
 
@@ -269,14 +312,11 @@ def add_generate_parser(subparsers):
     p.add_argument("--exit-layer", metavar="L", type=int, default=None,
                    help=f"the draft exits after this many layers (default: {DEFAULT_EXIT_LAYER}, "
                         "or the --adapter's own)")
-    p.add_argument("--threshold", metavar="ETA", type=float, default=DEFAULTS.threshold,
-                   help="eta: stop drafting once the draft's top-1 probability is below it (default: %(default)s)")
-    p.add_argument("--max-draft", metavar="GAMMA", type=int, default=DEFAULTS.max_draft,
-                   help="gamma: at most this many drafts per round (default: %(default)s)")
+    _add_decoding_args(p)
     p.add_argument("--max-new-tokens", metavar="N", type=int, default=DEFAULTS.max_new_tokens,
                    help="(default: %(default)s)")
     p.add_argument("--temperature", metavar="T", type=float, default=DEFAULTS.temperature,
-                   help="0 = greedy; above 0, speculative sampling (default: %(default)s)")
+                   help="0 = greedy; above 0, lossless speculative sampling (default: %(default)s)")
     p.add_argument("--top-p", metavar="P", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
     p.add_argument("--seed", metavar="N", type=int, default=DEFAULTS.seed,
                    help="seed for sampling (default: %(default)s)")
@@ -288,11 +328,12 @@ def add_generate_parser(subparsers):
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    opts = _decode_options(args)
+    opts = _decode_options(args, args.method)
     model = _load_model(args)
     prompt_ids = model.encode(args.prompt)  # chat template applied; an empty prompt fails here, before any warning
-    choice = choose_adapter(model, args.adapter, args.exit_layer, args.untrained) if args.method == "kangaroo" else None
-    res = generate(model, prompt_ids, adapter=choice and choice.adapter, method=args.method, **asdict(opts))
+    uses_adapter = args.method in ADAPTER_METHODS
+    choice = choose_adapter(model, args.adapter, args.exit_layer, args.untrained) if uses_adapter else None
+    res = generate(model, prompt_ids, adapter=choice and choice.adapter, method=args.method, options=opts)
     if args.json:
         record = {"model": model.name, "adapter": choice and choice.describe(), "options": asdict(opts)}
         print(json.dumps({**record, **result_record(res)}))
@@ -327,21 +368,23 @@ def environment(model: Model) -> dict:
 def run_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    opts = _decode_options(args, temperature=0.0)  # greedy: Kangaroo must then match AR token for token
+    methods = DEMO_METHODS
+    opts = {m: _decode_options(args, m, temperature=0.0) for m in methods}  # greedy: every method must match AR
     model = _load_model(args)
     choice = choose_adapter(model)
     if not args.json:
         print("device: {device} | dtype: {dtype} | torch {torch}".format(**environment(model)))
-        print(f"model: {model.name} | adapter: {choice.label} | max new tokens: {opts.max_new_tokens}\n")
+        print(f"model: {model.name} | adapter: {choice.label} | max new tokens: {args.max_new_tokens}\n")
     prompts = demo_prompts()
-    warm_up = asdict(replace(opts, max_new_tokens=WARMUP_TOKENS))
-    for method in METHODS:  # so that the first timing is not a cold start
-        generate(model, prompts[0]["prompt"], choice.adapter, method, **warm_up)
+    for method in methods:  # so that the first timing is not a cold start
+        generate(model, prompts[0]["prompt"], choice.adapter, method, replace(opts[method], max_new_tokens=WARMUP_TOKENS))
     runs = []
-    for p in tqdm(prompts, desc="AR + Kangaroo", unit="prompt", file=sys.stderr, leave=False):
-        ar = generate(model, p["prompt"], method="ar", **asdict(opts))
-        kg = generate(model, p["prompt"], choice.adapter, "kangaroo", **asdict(opts))
-        runs += [(p, ar, None), (p, kg, kg.token_ids == ar.token_ids)]
+    for p in tqdm(prompts, desc=" + ".join(methods), unit="prompt", file=sys.stderr, leave=False):
+        ar = generate(model, p["prompt"], method="ar", options=opts["ar"])
+        runs.append((p, ar, None))
+        for method in methods[1:]:
+            res = generate(model, p["prompt"], choice.adapter, method, opts[method])
+            runs.append((p, res, res.token_ids == ar.token_ids))
     if args.json:
         print(json.dumps(_demo_record(model, choice, opts, runs)))
     else:
@@ -357,39 +400,44 @@ def _overall(results: list[GenerationResult]) -> dict:
 
 
 def _by_method(runs) -> dict[str, list[GenerationResult]]:
-    return {m: [res for _, res, _ in runs if res.method == m] for m in METHODS}
+    methods = dict.fromkeys(res.method for _, res, _ in runs)
+    return {m: [res for _, res, _ in runs if res.method == m] for m in methods}
 
 
-def _demo_record(model: Model, choice: AdapterChoice, opts: DecodeOptions, runs) -> dict:
+def _demo_record(model: Model, choice: AdapterChoice, opts: dict[str, DecodeOptions], runs) -> dict:
     overall = {m: _overall(rs) for m, rs in _by_method(runs).items()}
+    ar = overall["ar"]["tokens_per_second"]
     return {
         "environment": environment(model), "model": model.name, "adapter": choice.describe(),
-        "options": asdict(opts),
+        "options": {m: asdict(o) for m, o in opts.items()},
         "runs": [{"name": p["name"], "prompt": p["prompt"], "identical_to_ar": same, **result_record(res)}
                  for p, res, same in runs],
         "overall": overall,
-        "speedup": overall["kangaroo"]["tokens_per_second"] / overall["ar"]["tokens_per_second"],
+        "speedup": {m: o["tokens_per_second"] / ar for m, o in overall.items() if m != "ar"},
     }
 
 
 def _table_row(name: str, method: str, tokens: int, tps: float, accepted: float, same: str) -> str:
-    return f"{name:<20} {method:<9} {tokens:>10} {tps:>9.1f} {accepted:>14.2f}  {same}"
+    return f"{name:<20} {method:<16} {tokens:>10} {tps:>9.1f} {accepted:>14.2f}  {same}"
 
 
 def _print_demo(model: Model, choice: AdapterChoice, runs):
     yes_no = {None: "-", True: "yes", False: "NO"}
-    print(f"{'prompt':<20} {'method':<9} {'new tokens':>10} {'tokens/s':>9} {'mean accepted':>14}  identical to AR")
+    print(f"{'prompt':<20} {'method':<16} {'new tokens':>10} {'tokens/s':>9} {'mean accepted':>14}  identical to AR")
     for p, res, same in runs:
         print(_table_row(p["name"], res.method, len(res.token_ids), res.tokens_per_second, res.mean_accepted,
                          yes_no[same]))
-    print("-" * 80)
+    print("-" * 87)
     overall = {m: _overall(rs) for m, rs in _by_method(runs).items()}
     for method, o in overall.items():
         same = [s for _, r, s in runs if r.method == method and s is not None]
         print(_table_row("overall", method, o["new_tokens"], o["tokens_per_second"], o["mean_accepted"],
                          f"{sum(same)}/{len(same)} yes" if same else "-"))
-    speedup = overall["kangaroo"]["tokens_per_second"] / overall["ar"]["tokens_per_second"]
-    print(f"\nKangaroo runs at {speedup:.2f}x the speed of autoregressive decoding here.")
+    ar = overall["ar"]["tokens_per_second"]
+    print()
+    for method, o in overall.items():
+        if method != "ar":
+            print(f"{method} runs at {o['tokens_per_second'] / ar:.2f}x the speed of autoregressive decoding here.")
     if choice.source == "untrained":
         print("The adapter is UNTRAINED: the output is still exact, but few drafts are accepted, so expect no speedup.")
     _print_sample(model, runs)
@@ -397,9 +445,9 @@ def _print_demo(model: Model, choice: AdapterChoice, runs):
 
 
 def _print_sample(model: Model, runs):
-    """The Kangaroo answer with the most tokens per round, coloured on a terminal."""
-    p, res, _ = max((run for run in runs if run[1].method == "kangaroo"), key=lambda run: run[1].mean_accepted)
-    print(f"\nKangaroo's answer to the {p['name']} prompt, {res.mean_accepted:.2f} tokens per round:")
+    """The speculative answer with the most tokens per round, coloured on a terminal."""
+    p, res, _ = max((run for run in runs if run[1].method != "ar"), key=lambda run: run[1].mean_accepted)
+    print(f"\n{res.method}'s answer to the {p['name']} prompt, {res.mean_accepted:.2f} tokens per round:")
     print(f"> {p['prompt']}\n")
     print_generation(res, model.decode)
 
@@ -492,25 +540,27 @@ def add_bench_parser(subparsers):
                    help=f"comma-separated, from {','.join(bench.METHODS)} (default: all; ar always runs)")
     p.add_argument("--exit-layer", metavar="L", type=int, default=DEFAULT_EXIT_LAYER,
                    help="exit layer of kangaroo, kangaroo-noadapter and hf-earlyexit (default: %(default)s)")
-    p.add_argument("--threshold", metavar="ETA", type=float, default=DEFAULTS.threshold, help="(default: %(default)s)")
-    p.add_argument("--max-draft", metavar="GAMMA", type=int, default=DEFAULTS.max_draft, help="(default: %(default)s)")
+    _add_decoding_args(p)
     p.add_argument("--max-new-tokens", metavar="N", type=int, default=DEFAULTS.max_new_tokens,
                    help="per turn (default: %(default)s)")
     p.add_argument("--hf-limit", metavar="N", type=int, default=None,
                    help="transformers' methods answer only the first N questions per category (default: all)")
     layers, etas, gammas = bench.SWEEP_EXIT_LAYERS, bench.SWEEP_THRESHOLDS, bench.SWEEP_MAX_DRAFTS
     p.add_argument("--sweep", choices=bench.SWEEPS, default=None,
-                   help=f"instead of the methods, kangaroo between two ar runs: exit-layer = exit layers "
-                        f"{layers[0]}..{layers[-1]} (at --threshold, --max-draft); threshold = eta {etas[0]}..{etas[-1]} "
-                        f"x gamma {gammas[0]}..{gammas[-1]} (at --exit-layer)")
+                   help=f"instead of the methods, settings between two ar runs: exit-layer = kangaroo at exit layers "
+                        f"{layers[0]}..{layers[-1]} (at --threshold, --max-draft); threshold = kangaroo at eta "
+                        f"{etas[0]}..{etas[-1]} x gamma {gammas[0]}..{gammas[-1]} (at --exit-layer); tree = "
+                        f"kangaroo-tree and kangaroo+lookup at node budget {bench.SWEEP_NODE_BUDGETS} x depth "
+                        f"{bench.SWEEP_DEPTHS} x top-k {bench.SWEEP_TOP_KS}")
     p.add_argument("--sweep-limit", metavar="N", type=int, default=bench.SWEEP_LIMIT,
                    help="questions per category in a sweep (default: %(default)s)")
     p.add_argument("--trace", action="store_true",
                    help="also record every draft of kangaroo at eta 0 (confidence, accepted) -> OUT/draft_trace.csv")
     p.add_argument("--costs", action="store_true",
-                   help="also time each decoding step (full, draft, verify(k)) of this model and, on a GPU, of a "
-                        "Vicuna-7B-shaped model -> OUT/step_times.csv, and project the run's kangaroo rounds onto "
-                        "the 7B shape -> OUT/projection_7b.csv (a projection, labelled so)")
+                   help="also time each decoding step (full, draft, shallow, verify over 1..128 rows) of this model "
+                        "and, on a GPU, of a Vicuna-7B-shaped model -> OUT/step_times.csv, and project the run's "
+                        "rounds of every speculative method onto the 7B shape -> OUT/projection_7b.csv "
+                        "(a projection, labelled so)")
     p.add_argument("--out", metavar="DIR", default=str(bench.DEFAULT_OUT), help="(default: %(default)s)")
     p.set_defaults(run=run_bench)
 
@@ -519,25 +569,29 @@ def run_bench(args: argparse.Namespace) -> int:
     from . import bench
     from .data import load_questions
 
-    opts = _decode_options(args)  # validated before the model loads
     if args.sweep and (args.methods or args.hf_limit is not None or args.trace or args.costs):
         raise ValueError("--methods, --hf-limit, --trace and --costs do not apply to --sweep "
-                         "(a sweep runs ar and kangaroo); run them without --sweep")
+                         "(a sweep runs ar and the swept settings); run them without --sweep")
     methods = bench.parse_methods(args.methods or bench.METHODS)
-    if args.costs and "kangaroo" not in methods:
-        raise ValueError("--costs projects the rounds of kangaroo: add kangaroo to --methods")
+    options = {m: _decode_options(args, bench._engine_method(m), max_new_tokens=args.max_new_tokens)
+               for m in bench.OUR_METHODS}  # validated before the model loads
+    if args.costs and not set(methods) & set(bench.OUR_METHODS) - {"ar"}:
+        raise ValueError("--costs projects the rounds of the speculative methods: add one to --methods")
     questions = load_questions(args.questions) if args.questions else None
     model = _load_model(args)
-    common = dict(questions=questions, out=args.out, limit=args.sweep_limit, max_new_tokens=opts.max_new_tokens)
+    common = dict(questions=questions, out=args.out, limit=args.sweep_limit, max_new_tokens=args.max_new_tokens)
+    chain = options["kangaroo"]
     if args.sweep == "exit-layer":
-        rows = bench.sweep_exit_layer(model, threshold=opts.threshold, max_draft=opts.max_draft, **common)
+        rows = bench.sweep_exit_layer(model, threshold=chain.threshold, max_draft=chain.max_draft, **common)
     elif args.sweep == "threshold":
         rows = bench.sweep_threshold(model, exit_layer=args.exit_layer, **common)
+    elif args.sweep == "tree":
+        rows = bench.sweep_tree(model, exit_layer=args.exit_layer, **common)
     else:
-        result = bench.benchmark(model, questions, methods, args.out, args.exit_layer, opts.threshold,
-                                 opts.max_draft, opts.max_new_tokens, args.hf_limit)
+        result = bench.benchmark(model, questions, methods, args.out, args.exit_layer,
+                                 max_new_tokens=args.max_new_tokens, hf_limit=args.hf_limit, options=options)
         rows = result.rows
-        _bench_extras(args, model, questions, opts, result)
+        _bench_extras(args, model, questions, chain, result)
     if args.json:  # one JSON object, as every command prints: the rows of summary.csv (or of the sweep's CSV)
         print(json.dumps({"out": args.out, "rows": rows}))
     else:
@@ -546,25 +600,26 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_extras(args, model: Model, questions, opts: DecodeOptions, result):
-    """--trace and --costs, after the benchmark (they reuse its model and its kangaroo rounds)."""
+def _bench_extras(args, model: Model, questions, chain: DecodeOptions, result):
+    """--trace and --costs, after the benchmark (they reuse its model and its rounds)."""
     from pathlib import Path
 
     from . import bench, costs
+    from .decoding import method_layout
 
     if not (args.trace or args.costs):
         return
     adapter, _ = bench.kangaroo_adapter(model, args.exit_layer)
     if args.trace:
-        path = bench.draft_trace(model, adapter, questions, Path(args.out) / "draft_trace.csv", opts.max_draft,
-                                 opts.max_new_tokens)
+        path = bench.draft_trace(model, adapter, questions, Path(args.out) / "draft_trace.csv", chain.max_draft,
+                                 chain.max_new_tokens)
         print(f"draft trace written to {path}", file=sys.stderr)
     if args.costs:
-        n_questions = len({r.key for r in result.records if r.method == "kangaroo"})
-        source = (f"kangaroo rounds of this run: {model.name}, {n_questions} questions, l={args.exit_layer}, "
-                  f"eta {opts.threshold}, gamma {opts.max_draft}")
-        costs.measure(model, adapter, bench.recorded_rounds(result.records), args.out, source,
-                      max_draft=max(8, opts.max_draft))  # every verify(k) the run's rounds need
+        runs = {m: (method_layout(bench._engine_method(m), o), bench.recorded_rounds(result.records, m))
+                for m, o in result.options.items() if m != "ar"}
+        n_questions = len({r.key for r in result.records if r.method == "ar"})
+        source = f"the rounds of this run: {model.name}, {n_questions} questions, l={args.exit_layer}, options in run.json"
+        costs.measure(model, adapter, {m: r for m, r in runs.items() if r[1]}, args.out, source)
         print(f"step times (and, on a GPU, the 7B projection) written under {args.out}", file=sys.stderr)
 
 

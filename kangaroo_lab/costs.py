@@ -1,22 +1,31 @@
 """What each decoding step costs, and what that predicts for a bigger model.
 
-Kangaroo's speedup is a ratio of two costs per generated token:
+A speculative method's speed is a ratio of two costs per generated token:
 
-    AR:        t_full                                       (one full step per token)
-    Kangaroo:  sum over rounds (d * t_draft + t_verify(d))  /  tokens emitted
-               d = drafts proposed in the round, tokens emitted = accepted drafts + 1
+    AR:            full(1)                                    (one full step per token)
+    speculative:   sum over rounds of the round's steps  /  tokens emitted
 
-`step_times` measures t_full, t_draft and t_verify(k) by replaying the captured greedy steps
-(`graphs.py`); `project` combines step times with the rounds a real run recorded (how many drafts,
-how many accepted) to predict tokens/s. With the step times of a Vicuna-7B-shaped engine on random
-weights (`shaped_model`; no 7B weights are reachable here) and the rounds measured on SmolLM2,
-that is a PROJECTION of the paper's setting: the acceptance of a real 7B model with its own
-adapter would differ, and the host's work between steps is left out (on the H200 it added about
-0.15 ms per host sync to SmolLM2's 1.1 ms steps; against a 7B model's 4.6 ms steps it weighs less).
+A round of a method with tree layout `tree.Layout` and d adapter levels drafted runs:
+
+    draft(rows_0) + ... + draft(rows_{d-1})      level t through the shallow layers + adapter + LM head
+    + shallow(rows_d) + verify(nodes_d)          the last level's shallow states, then the deep layers
+                                                 over every node (`pld`: full(nodes), no exit layer)
+
+rows_0 = 1 + lookup nodes, rows_t = the nodes of level t, nodes_d = `layout.nodes(d)`.
+
+`step_times` measures full(R), draft(R), shallow(R) and verify(R) over R = 1 .. 128 rows by
+replaying captured steps; `project` combines them with the rounds a real run recorded (draft steps,
+tokens emitted) to predict tokens/s. With the step times of a Vicuna-7B-shaped engine on random
+weights (`shaped_model`; no 7B weights are reachable here) and the rounds measured on SmolLM2, that
+is a PROJECTION of the paper's setting: the acceptance of a real 7B model with its own adapter would
+differ, and the host's work between steps is left out (on the H200 about 0.15 ms per host sync;
+against a 7B model's 4.6 ms steps it weighs less). Row counts between the measured ones are
+interpolated linearly.
 """
 
 from __future__ import annotations
 
+import bisect
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -26,17 +35,20 @@ import torch
 
 from .adapter import Adapter, new_adapter
 from .engine import ModelConfig, Transformer
-from .graphs import GraphOptions, greedy_graphs
+from .graphs import GraphOptions, capture, compiled_call
 from .models import Model, tiny_tokenizer
+from .tree import Layout
 
 # Shapes of real models, to time our engine on random weights of that size.
 SHAPES = {
     "vicuna-7b-shaped": ModelConfig(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, n_kv_heads=32,
                                     ffn_dim=11008, norm_eps=1e-6, max_seq_len=2048),
 }
+STEP_ROWS = (1, 2, 4, 8, 16, 32, 64, 128)
+STEPS = ("full", "draft", "shallow", "verify")
 STEP_COLUMNS = ("model", "shape", "step", "tokens", "ms", "device", "versions")
-PROJECTION_COLUMNS = ("category", "rounds", "mean_accepted", "mean_drafts", "draft_ms", "verify_ms", "full_ms",
-                      "projected_ar_tokens_per_s", "projected_kangaroo_tokens_per_s", "projected_speedup",
+PROJECTION_COLUMNS = ("method", "category", "rounds", "mean_accepted", "mean_draft_steps", "round_ms", "full_ms",
+                      "projected_ar_tokens_per_s", "projected_tokens_per_s", "projected_speedup",
                       "source", "device", "versions")
 
 
@@ -57,36 +69,63 @@ def shaped_model(shape: str, device, dtype: torch.dtype = torch.float16, seed: i
     return Model(shape, config, engine, tok, frozenset({tok.eos_token_id}), source=f"random weights, seed={seed}")
 
 
-def step_times(model: Model, adapter: Adapter, max_draft: int = 8, options: GraphOptions = GraphOptions(),
-               context: int = 512, reps: int = 30, shape: str | None = None) -> list[dict]:
-    """Median ms of each captured greedy step, `context` tokens into the cache: the full step
-    (AR, 1 token), the draft step (1 token) and verify(k) (k + 1 tokens) for k = 0..max_draft.
+def step_functions(model: Model, adapter: Adapter, R: int, context: int, top_k: int = 4) -> dict:
+    """The four steps over R rows at positions context .. context + R - 1, over static buffers:
+    name -> function. The rows attend causally (a chain); a tree's mask costs the same."""
+    e, l, dev = model.engine, adapter.exit_layer, model.device
+    tokens = (torch.arange(R, device=dev) * 7 + 11).remainder(model.config.vocab_size)[None]  # (1, R)
+    positions = context + torch.arange(R, device=dev)
+    h = torch.zeros(1, R, model.config.dim, dtype=model.dtype, device=dev)
+    out = torch.zeros(R, dtype=torch.long, device=dev)
 
-    On CUDA each replay is timed with CUDA events; elsewhere the same steps run eagerly under
-    perf_counter (useful for tests, not as numbers)."""
+    def full():
+        out.copy_(e(tokens, positions)[0].argmax(-1))
+
+    def draft():
+        s = e.shallow(tokens, positions, l)
+        a = adapter(s, positions) if e.call is None else e.call(adapter, s, positions)
+        out.copy_(e.lm_head(a[0]).float().log_softmax(-1).topk(top_k, -1).indices[:, 0])
+
+    def shallow():
+        h.copy_(e.shallow(tokens, positions, l))
+
+    def verify():
+        out.copy_(e.deep(h, positions, l)[0].argmax(-1))
+
+    return {"full": full, "draft": draft, "shallow": shallow, "verify": verify}
+
+
+def step_times(model: Model, adapter: Adapter, rows: Iterable[int] = STEP_ROWS, options: GraphOptions = GraphOptions(),
+               context: int = 512, reps: int = 30, shape: str | None = None, progress: bool = False) -> list[dict]:
+    """Median ms of each step (`STEPS`) over each row count R, `context` tokens into the cache.
+
+    On CUDA each step is captured as a graph (layers compiled as in decoding) and every replay is
+    timed with CUDA events; elsewhere the same steps run eagerly under perf_counter (useful for
+    tests, not as numbers)."""
+    from tqdm.auto import tqdm
+
     from .bench import environment
 
-    size = -(-(context + max_draft + 2) // 256) * 256
-    model.engine.setup_cache(size)
-    adapter.setup_cache(size)
+    rows = sorted(set(rows))
+    size = -(-(context + max(rows) + 1) // 256) * 256
+    model.engine.setup_cache(min(size, model.config.max_seq_len), scratch=max(0, size - model.config.max_seq_len))
+    adapter.setup_cache(model.engine.cache_len)
+    backend = options.backend(model.device)
+    call = compiled_call(backend) if backend else None
+    env = environment(model)
+    out = []
     with torch.inference_mode():
-        ar = greedy_graphs(model, None, max_draft, options)
-        kg = greedy_graphs(model, adapter, max_draft, options)
-        steps = [("full", 1, ar, ar.ar_step), ("draft", 1, kg, kg.draft_step),
-                 *[("verify", k + 1, kg, step) for k, step in enumerate(kg.verify)]]
-        env = environment(model)
-        rows = []
-        for name, tokens, g, step in steps:
-            ms = _median_ms(g, step, context, reps, model.device)
-            rows.append({"model": model.name, "shape": shape or model.name, "step": name, "tokens": tokens,
-                         "ms": ms, "device": env["device"], "versions": env["versions"]})
-    return rows
+        for R in tqdm(rows, desc=f"step times {shape or model.name}", unit="rows", disable=not progress):
+            for name, fn in step_functions(model, adapter, R, context).items():
+                step = capture(model, fn, call)
+                out.append({"model": model.name, "shape": shape or model.name, "step": name, "tokens": R,
+                            "ms": _median_ms(step, reps, model.device), **env})
+    return out
 
 
-def _median_ms(g, step, context: int, reps: int, device: torch.device) -> float:
+def _median_ms(step, reps: int, device: torch.device) -> float:
     times = []
     for _ in range(reps + 3):  # the first 3 are warm-up
-        g.pos.fill_(context), g.round_pos.fill_(context), g.slot.zero_()  # the step's position: `context`
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -101,49 +140,76 @@ def _median_ms(g, step, context: int, reps: int, device: torch.device) -> float:
     return statistics.median(times[3:])
 
 
-def project(steps: Sequence[dict], rounds: Iterable[tuple[str, int, int]], source: str) -> list[dict]:
-    """Projected tokens/s of AR and Kangaroo from step times and recorded rounds.
+class StepCosts:
+    """ms of a step over R rows, from `step_times` rows of one shape (linear between measured R)."""
 
-    steps: rows of `step_times` for one shape; rounds: (category, drafts proposed, tokens emitted)
-    per verification round of a real run. One row per category, then "overall"."""
-    full = _step_ms(steps, "full", 1)
-    draft = _step_ms(steps, "draft", 1)
+    def __init__(self, steps: Sequence[dict]):
+        self.table: dict[str, list[tuple[int, float]]] = {}
+        for row in steps:
+            self.table.setdefault(row["step"], []).append((int(row["tokens"]), float(row["ms"])))
+        for points in self.table.values():
+            points.sort()
+
+    def __call__(self, step: str, rows: int) -> float:
+        points = self.table.get(step)
+        if not points:
+            raise ValueError(f"no timing of the {step} step: measure it with step_times")
+        xs = [x for x, _ in points]
+        if not xs[0] <= rows <= xs[-1]:
+            raise ValueError(f"the {step} step was timed over {xs[0]}..{xs[-1]} rows, not {rows}: "
+                             "measure more row counts with step_times(rows=...)")
+        i = bisect.bisect_left(xs, rows)
+        if xs[i] == rows:
+            return points[i][1]
+        (x0, y0), (x1, y1) = points[i - 1], points[i]
+        return y0 + (y1 - y0) * (rows - x0) / (x1 - x0)
+
+
+def round_ms(costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True) -> float:
+    """The device time of one round that drafted `levels_drafted` adapter levels (module docstring)."""
+    if not draft_model:  # prompt lookup: the whole model over the root and the lookup branch
+        return costs("full", layout.nodes(0))
+    widths = [1 + layout.lookup, *layout.levels]
+    drafting = sum(costs("draft", widths[t]) for t in range(levels_drafted))
+    return drafting + costs("shallow", widths[levels_drafted]) + costs("verify", layout.nodes(levels_drafted))
+
+
+def project(steps: Sequence[dict], rounds: Iterable[tuple[str, int, int]], layout: Layout, source: str,
+            method: str = "kangaroo") -> list[dict]:
+    """Projected tokens/s of AR and of `method` from step times and recorded rounds.
+
+    steps: rows of `step_times` for one shape; rounds: (category, draft steps, tokens emitted) per
+    verification round of a real run of `method`, whose rounds propose trees of `layout`. One row
+    per category, then "overall"."""
+    costs = StepCosts(steps)
+    full = costs("full", 1)
     by_category: dict[str, list[tuple[int, int]]] = {}
-    for category, drafts, emitted in rounds:
-        by_category.setdefault(category, []).append((drafts, emitted))
-        by_category.setdefault("overall", []).append((drafts, emitted))
+    for category, drafted, emitted in rounds:
+        by_category.setdefault(category, []).append((drafted, emitted))
+        by_category.setdefault("overall", []).append((drafted, emitted))
     if not by_category:
-        raise ValueError("no rounds to project from: run kangaroo first (bench answers carry its rounds)")
+        raise ValueError(f"no rounds to project from: run {method} first (bench answers carry its rounds)")
     s = steps[0]
     rows = []
     for category in [c for c in by_category if c != "overall"] + ["overall"]:
         rs = by_category[category]
-        verify = [_step_ms(steps, "verify", d + 1) for d, _ in rs]
-        ms = sum(d * draft + v for (d, _), v in zip(rs, verify))
+        ms = sum(round_ms(costs, layout, d, method != "pld") for d, _ in rs)
         tokens = sum(n for _, n in rs)
-        ar_tps, kg_tps = 1e3 / full, 1e3 * tokens / ms
-        rows.append({"category": category, "rounds": len(rs), "mean_accepted": tokens / len(rs),
-                     "mean_drafts": sum(d for d, _ in rs) / len(rs), "draft_ms": draft,
-                     "verify_ms": sum(verify) / len(verify), "full_ms": full,
-                     "projected_ar_tokens_per_s": ar_tps, "projected_kangaroo_tokens_per_s": kg_tps,
-                     "projected_speedup": kg_tps / ar_tps, "source": source,
+        ar_tps, tps = 1e3 / full, 1e3 * tokens / ms
+        rows.append({"method": method, "category": category, "rounds": len(rs), "mean_accepted": tokens / len(rs),
+                     "mean_draft_steps": sum(d for d, _ in rs) / len(rs), "round_ms": ms / len(rs), "full_ms": full,
+                     "projected_ar_tokens_per_s": ar_tps, "projected_tokens_per_s": tps,
+                     "projected_speedup": tps / ar_tps, "source": source,
                      "device": s["device"], "versions": s["versions"]})
     return rows
 
 
-def _step_ms(steps: Sequence[dict], name: str, tokens: int) -> float:
-    for row in steps:
-        if row["step"] == name and row["tokens"] == tokens:
-            return row["ms"]
-    raise ValueError(f"no timing of the {name} step over {tokens} tokens: time max_draft >= {tokens - 1}")
-
-
-def measure(model: Model, adapter: Adapter, rounds: Sequence[tuple[str, int, int]], out, source: str,
-            shapes: Sequence[str] = tuple(SHAPES), max_draft: int = 8,
-            options: GraphOptions = GraphOptions()) -> tuple[list[dict], list[dict]]:
-    """Step times of `model` and of each shape in `shapes` -> out/step_times.csv; the projection of
-    the first shape from `rounds` (described by `source`) -> out/projection_7b.csv. Returns (step
-    rows, projection rows).
+def measure(model: Model, adapter: Adapter, runs: dict[str, tuple[Layout, Sequence[tuple[str, int, int]]]], out,
+            source: str, shapes: Sequence[str] = tuple(SHAPES), rows: Iterable[int] = STEP_ROWS,
+            options: GraphOptions = GraphOptions(), progress: bool = True) -> tuple[list[dict], list[dict]]:
+    """Step times of `model` and of each shape in `shapes` -> out/step_times.csv; the projection of the
+    first shape for every method in `runs` (method -> (its tree layout, its recorded rounds)), the
+    rounds described by `source` -> out/projection_7b.csv. Returns (step rows, projection rows).
 
     Shapes need a GPU (a Vicuna-7B shape is ~13.5 GB of fp16 weights): off CUDA they are skipped
     and no projection is written."""
@@ -151,23 +217,23 @@ def measure(model: Model, adapter: Adapter, rounds: Sequence[tuple[str, int, int
 
     out = Path(out)
     model.engine.__dict__.pop("_graphs", None)  # captured over the run's caches; step_times sets its own
-    with torch.inference_mode():
-        rows = step_times(model, adapter, max_draft, options)
+    rows = tuple(rows)
+    steps = step_times(model, adapter, rows, options, progress=progress)
     projection = []
     if model.device.type != "cuda":
         _warn(f"skipping the step times of {list(shapes)}: random weights of that size need a GPU")
         shapes = ()
     for i, shape in enumerate(shapes):
         big = shaped_model(shape, model.device)
-        with torch.inference_mode():
-            big_rows = step_times(big, new_adapter(big, adapter.exit_layer), max_draft, options,
-                                  shape=f"{shape} (random weights)")
-        rows += big_rows
+        big_steps = step_times(big, new_adapter(big, adapter.exit_layer), rows, options,
+                               shape=f"{shape} (random weights)", progress=progress)
+        steps += big_steps
         if i == 0:
-            projection = project(big_rows, rounds, source)
+            for method, (layout, rounds) in runs.items():
+                projection += project(big_steps, rounds, layout, source, method)
         del big
         torch.cuda.empty_cache()
-    write_csv(out / "step_times.csv", rows, STEP_COLUMNS)
+    write_csv(out / "step_times.csv", steps, STEP_COLUMNS)
     if projection:
         write_csv(out / "projection_7b.csv", projection, PROJECTION_COLUMNS)
-    return rows, projection
+    return steps, projection

@@ -1,17 +1,26 @@
-"""Autoregressive decoding and Kangaroo's double-early-exit loop.
+"""Autoregressive decoding and the speculative loop: propose -> verify -> accept -> compact.
 
-One Kangaroo round, starting from the newest committed token x at position `pos`:
+Every speculative method runs the same round, starting from the root (the newest committed token):
 
-1. **draft** (early exit #1): run only layers < l on x, then the adapter and the target's LM head;
-   the result d1 is the draft. Repeat on d1, d2, ... Each step caches its shallow hidden state.
-   Stop (early exit #2) once a draft's top-1 probability is below `threshold`, or after `max_draft`.
-2. **verify**: run layers >= l once over the cached shallow states of x, d1, ..., d(k-1) plus the
-   shallow state of dk: k+1 target distributions in one pass. Layers < l never see a token twice.
-3. **accept**: keep the longest prefix of drafts the target agrees with, then add one token of the
-   target's own (a correction, or a bonus token when every draft was accepted). Greedy and sampling
-   differ only in this rule (`greedy_accept` / `speculative_accept`).
-4. **roll back**: the KV caches are static and written by position, so rolling back is moving
-   `pos`; stale entries beyond it are masked out and later overwritten.
+1. **propose** a tree of candidate tokens below the root (`rounds.RoundSteps`, `tree.Layout`):
+   * `kangaroo`, the paper's method: a chain of drafts from the shallow layers (< l) + adapter +
+     the target's LM head (early exit #1), stopped once a draft's top-1 probability falls below
+     `threshold` (eta, early exit #2) or after `max_draft` (gamma) drafts;
+   * `pld`, prompt lookup: the tokens that followed the latest earlier occurrence of the newest
+     n-gram (`lookup.PromptLookup`), a chain drafted by no model at all;
+   * `kangaroo-tree`: Kangaroo's dynamic draft tree, grown level by level with the shallow layers +
+     adapter (one batched draft step per level), keeping the `top_k` best children per node by
+     cumulative draft probability within `node_budget` nodes, up to depth `max_draft`;
+   * `kangaroo+lookup`: the adapter's tree and the lookup branch in one tree.
+2. **verify**: the deep layers (>= l) run once over every node's cached shallow state, under a
+   mask that lets each node see the committed cache and its own ancestors: one target distribution
+   per node. Layers < l never see a token twice.
+3. **accept** (the rules live here, once, and the captured graphs use them): greedy keeps the
+   deepest node whose whole path the target agrees with (`greedy_accept`); sampling walks down the
+   tree with recursive rejection sampling over each node's children (`sample_accept`). Either way
+   the target then adds one token of its own (a correction, or a bonus token).
+4. **compact**: the accepted path's cache entries move to consecutive slots (a chain's already are);
+   the rest of the round's entries are stale, masked out and later overwritten.
 
 The output equals autoregressive decoding of the target: token for token when greedy, in
 distribution when sampling.
@@ -19,58 +28,105 @@ distribution when sampling.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
 from .adapter import Adapter, _check_fits
 from .engine import as_int
 from .models import Model
+from .tree import Tree, deepest, path_to, reachable
 
-METHODS = ("ar", "kangaroo")
-DEFAULT_METHOD = "kangaroo"
+METHODS = ("ar", "kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup")
+ADAPTER_METHODS = ("kangaroo", "kangaroo-tree", "kangaroo+lookup")
+DEFAULT_METHOD = "kangaroo"  # the paper's method
+HEADLINE_METHOD = "kangaroo+lookup"  # our fastest greedy method on the mini-bench (README, "Results")
+EARLY_EXITS = ("host", "device")
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """Every decoding default, in one place (the CLI and the benchmarks read them from here)."""
+    """Every decoding option, with the defaults of the paper's `kangaroo`; `METHOD_DEFAULTS` holds
+    each method's own (the CLI and the benchmarks read them from there)."""
 
-    threshold: float = 0.6  # eta: stop drafting once the draft's top-1 probability falls below it
-    max_draft: int = 6  # gamma: at most this many drafts per round
+    threshold: float = 0.6  # eta: stop drafting once the draft's confidence falls below it
+    max_draft: int = 6  # gamma: at most this many drafts per round (a tree: its depth)
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
+    top_k: int = 4  # trees: children kept per node (and the most nodes per level, times the level above)
+    node_budget: int = 32  # trees: at most this many nodes verified per round, the root included
+    n_max: int = 3  # lookup: the longest n-gram matched (then shorter ones down to 1)
+    lookup_tokens: int = 8  # lookup: at most this many tokens proposed after a match
+    early_exit: str = "host"  # where eta stops a round's drafting: "host" (a read per draft) or "device" (a mask)
 
     def __post_init__(self):
-        for name in ("max_draft", "max_new_tokens", "seed"):  # numpy integers from sweeps are fine
-            if as_int(getattr(self, name)) is not None:
-                object.__setattr__(self, name, as_int(getattr(self, name)))
+        for f in fields(self):  # numpy integers from sweeps are fine
+            if f.type == "int" and as_int(getattr(self, f.name)) is not None:
+                object.__setattr__(self, f.name, as_int(getattr(self, f.name)))
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold (eta) must lie in [0, 1], got {self.threshold}; 0.6 is a good start")
-        if as_int(self.max_draft) is None or self.max_draft < 1:
-            raise ValueError(f"max_draft (gamma) must be an integer >= 1, got {self.max_draft!r}")
-        if as_int(self.max_new_tokens) is None or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        for name, what in [("max_draft", "max_draft (gamma)"), ("max_new_tokens", "max_new_tokens"),
+                           ("top_k", "top_k (children per node)"), ("node_budget", "node_budget (nodes per round)"),
+                           ("n_max", "n_max (longest n-gram looked up)"),
+                           ("lookup_tokens", "lookup_tokens (tokens proposed per match)")]:
+            value = getattr(self, name)
+            if as_int(value) is None or value < 1:
+                raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
         if not self.temperature >= 0.0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+        if self.early_exit not in EARLY_EXITS:
+            raise ValueError(f"early_exit must be one of {EARLY_EXITS}, got {self.early_exit!r}")
 
 
 DEFAULTS = DecodeOptions()
+# Each method's defaults (see README, "Trees and lookup", for the sweeps they come from).
+METHOD_DEFAULTS = {
+    "ar": DEFAULTS,
+    "kangaroo": DEFAULTS,
+    "pld": replace(DEFAULTS, lookup_tokens=8, n_max=3),
+    "kangaroo-tree": replace(DEFAULTS, threshold=0.0, max_draft=5, top_k=4, node_budget=32, early_exit="device"),
+    "kangaroo+lookup": replace(DEFAULTS, threshold=0.0, max_draft=4, top_k=4, node_budget=32, lookup_tokens=8,
+                               early_exit="device"),
+}
+
+
+def options_for(method: str, options: DecodeOptions | None = None, **overrides) -> DecodeOptions:
+    """The options a method runs with: `options` (default: the method's defaults), then `overrides`
+    (None values are ignored). Validated here."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    base = options if options is not None else METHOD_DEFAULTS[method]
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
 class Round:
-    """One verification: the drafts proposed, their confidences, how many the target accepted and
-    the target's own token that closed the round."""
+    """One verification: the candidates proposed, how many the target accepted and the target's own
+    token that closed the round. For a chain (`kangaroo`, `pld`) the drafts are in order and the
+    first `accepted` of them were accepted; a tree also gives each draft's parent and the path."""
 
-    drafts: list[int]
-    confidences: list[float]
-    accepted: int
-    token: int
+    drafts: list[int]  # candidate tokens verified (the tree's valid nodes but the root), in node order
+    confidences: list[float]  # per draft: its draft probability (nan for lookup tokens: no model drafted them)
+    accepted: int  # drafts accepted
+    token: int  # the target's own token after them
+    parents: list[int] | None = None  # per draft: index in `drafts` of its parent, -1 the root; None: a chain
+    path: list[int] | None = None  # indices in `drafts` of the accepted drafts, in order; None: a chain
+    sources: list[str] | None = None  # per draft: "adapter" or "lookup"
+    draft_steps: int = 0  # batched draft steps (adapter levels) run this round
+
+    @property
+    def accepted_indices(self) -> list[int]:
+        return list(range(self.accepted)) if self.path is None else self.path
+
+    @property
+    def emitted(self) -> list[int]:
+        return [self.drafts[i] for i in self.accepted_indices] + [self.token]
 
 
 @dataclass
@@ -82,12 +138,13 @@ class GenerationResult:
     token_ids: list[int]  # generated tokens (EOS included when generation stopped at it)
     text: str
     accept_lengths: list[int]  # per verification round: tokens emitted (accepted drafts + 1)
-    draft_confidences: list[float]  # per draft: top-1 probability of the draft distribution
+    draft_confidences: list[float]  # per draft: its draft probability (top-1 of the draft for the chain)
     draft_accepted: list[bool]  # per draft: accepted by the target?
-    draft_positions: list[int]  # per draft: 1-based position within its round
+    draft_positions: list[int]  # per draft: its depth in the round (1 = right after the root)
     trace: list[Round]  # per verification round (empty for "ar")
     seconds: float
     stop_reason: str  # "eos" or "length"
+    syncs: int = 0  # host reads of device values after the prefill (AR: one per token)
     rounds: int = field(init=False)
 
     def __post_init__(self):
@@ -101,6 +158,16 @@ class GenerationResult:
     def mean_accepted(self) -> float:
         """Mean tokens emitted per verification round (compression rate), bonus token included."""
         return sum(self.accept_lengths) / max(1, len(self.accept_lengths))
+
+    @property
+    def syncs_per_round(self) -> float:
+        """Host syncs per round (AR: per token)."""
+        return self.syncs / max(1, self.rounds if self.trace else len(self.token_ids) - 1)
+
+    @property
+    def nodes_per_round(self) -> float:
+        """Candidate tokens verified per round (a tree's valid nodes but the root)."""
+        return sum(len(r.drafts) for r in self.trace) / max(1, len(self.trace))
 
 
 # ------------------------------------------------------------------------------------ sampling
@@ -133,45 +200,72 @@ class Sampler:
         """The target's token from logits (..., V)."""
         return logits.argmax(-1) if self.greedy else self.draw(self.probs(logits))
 
-    def draft(self, logits: torch.Tensor):
-        """Draft logits (1, V) -> (confidence (1,), token (1,), draft distribution q or None when greedy).
 
-        The confidence that early exit tests is the top-1 probability of softmax(logits), at any
-        temperature, so one threshold means the same thing greedy and sampling."""
-        conf, top = torch.softmax(logits.float(), dim=-1).max(-1)
-        if self.greedy:
-            return conf, top, None
-        q = self.probs(logits)
-        return conf, self.draw(q), q
+# ------------------------------------------------------------------------------------ acceptance
+@dataclass
+class Accepted:
+    """What the target accepted in a round, on the device."""
 
-
-def greedy_accept(logits: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None, sampler: Sampler):
-    """logits: (k+1, V) target logits at the round's positions; drafts: (k,).
-
-    Accept the longest prefix of drafts equal to the target's argmax; the next token is the
-    target's argmax right after it (a correction, or the bonus token if all k were accepted)."""
-    target = logits.argmax(-1)  # (k+1,)
-    n = (target[:-1] == drafts).cumprod(0).sum().view(1)  # number of accepted drafts, (1,)
-    return n, target.gather(0, n)  # gather, not target[n]: a 0-dim index would sync with the host
+    path: torch.Tensor  # (max_depth + 1,) node indices from the root down, by depth (entries past n: 0)
+    n: torch.Tensor  # (1,) drafts accepted
+    token: torch.Tensor  # (1,) the target's own token after them
 
 
-def speculative_accept(logits: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor, sampler: Sampler):
-    """Speculative sampling (Leviathan et al. 2023; Chen et al. 2023). p = target, q = draft.
+def greedy_accept(tree: Tree, logits: torch.Tensor, max_depth: int) -> Accepted:
+    """logits (P, V): the target's logits at every node of `tree` (each predicts the token after it).
 
-    accept draft x_i with prob min(1, p_i(x_i) / q_i(x_i)); at the first rejection resample from
-    norm(max(p_i - q_i, 0)); if all k drafts are accepted, draw the bonus token from p_k.
-    The emitted tokens are then distributed exactly as sampling from p one token at a time."""
-    k = drafts.shape[0]
-    p = sampler.probs(logits)  # (k+1, V)
-    rows = torch.arange(k, device=drafts.device)
-    p_x, q_x = p[rows, drafts], q[rows, drafts]  # (k,)
-    u = torch.rand(k, generator=sampler.generator, device=drafts.device)
-    accepted = u * q_x < p_x  # u < p/q, without dividing by zero
-    n = accepted.long().cumprod(0).sum().view(1)  # (1,), kept on the device
-    residual = torch.cat([(p[:k] - q).clamp_min(0.0), p[k:]])  # row k: the bonus distribution p_k
-    row = residual.index_select(0, n)[0]
-    row = torch.where(row.sum() > 0, row, p.index_select(0, n)[0])  # p == q to rounding: fall back to p
-    return n, sampler.draw(row)
+    A node matches when it is valid and its token is the target's argmax at its parent. Accept the
+    deepest node whose whole path from the root matches (for a chain: the longest prefix of drafts
+    the target agrees with); the next token is the target's argmax there: a correction, or the
+    bonus token after a fully accepted branch. No host sync: gather and index_select, never a
+    0-dim index."""
+    target = logits.argmax(-1)  # (P,)
+    match = tree.valid & (tree.tokens == target.gather(0, tree.parents.clamp(min=0)))
+    match = match | (tree.parents < 0)  # the root is committed already
+    best = deepest(reachable(match, tree.ancestors), tree.depths)  # (1,)
+    return Accepted(path_to(best, tree.ancestors, tree.depths, max_depth), tree.depths.gather(0, best),
+                    target.gather(0, best))
+
+
+def sample_accept(tokens: list[int], parents: list[int], valid: list[bool], p: torch.Tensor,
+                  q: torch.Tensor | None, sampler: Sampler) -> tuple[list[int], torch.Tensor, int]:
+    """Recursive rejection sampling down a tree (SpecInfer, Miao et al. 2023; EAGLE). p: (n, V) the
+    target's distribution at each node (temperature and top-p applied); q: (n, V) the distribution
+    each node's token was drawn from, or None when every node is a fixed candidate (a point mass:
+    top-k children, lookup tokens). Returns (path of node indices from the root, next token, host syncs).
+
+    At node c, with r = p_c, try c's valid children x_1, x_2, ... in order:
+        accept x_i with prob min(1, r(x_i) / q_i(x_i)); else r <- norm(max(r - q_i, 0))
+        (a point mass: accept with prob r(x_i); else r(x_i) <- 0 and renormalise).
+    The first accepted child becomes c and the walk goes on; when every child is rejected (or c
+    has none) the next token is drawn from r. For a chain with q this is speculative sampling
+    (Leviathan et al. 2023; Chen et al. 2023). The emitted tokens follow p exactly, whatever the tree:
+    each rejection removes from r exactly the mass the rejected candidate could have taken."""
+    children: dict[int, list[int]] = {}
+    for i in range(1, len(tokens)):
+        if valid[i]:
+            children.setdefault(parents[i], []).append(i)
+    node, path, syncs = 0, [0], 0
+    while True:
+        r = p[node]  # (V,)
+        for c in children.get(node, []):
+            x = tokens[c]
+            u = torch.rand((), generator=sampler.generator, device=p.device)
+            if q is None:  # a point mass at x
+                accept = u < r[x]
+                residual = r.index_fill(0, torch.tensor([x], device=p.device), 0.0)
+            else:  # x was drawn from q_c
+                accept = u * q[c, x] < r[x]  # u < r/q, without dividing by zero
+                residual = (r - q[c]).clamp_min(0.0)
+            syncs += 1
+            if accept.item():  # host sync, one per candidate tried: sampling runs eagerly
+                path.append(c)
+                node = c
+                break
+            total = residual.sum()
+            r = torch.where(total > 0, residual / total, r)  # r == q to rounding: nothing left to remove
+        else:
+            return path, sampler.draw(r).view(1), syncs
 
 
 # ------------------------------------------------------------------------------------ output
@@ -205,151 +299,141 @@ class _Output:
 
 # ------------------------------------------------------------------------------------ loops
 def autoregressive(model: Model, prompt: list[int], sampler: Sampler, out: _Output, graphs=None):
-    """The baseline: one full forward pass per token (a replayed CUDA graph when `graphs` is given)."""
+    """The baseline: one full forward pass per token (a replayed CUDA graph when `graphs` is given).
+    Returns the host syncs after the prefill: one per token (the EOS test)."""
     engine = model.engine
     logits = engine(torch.tensor([prompt], device=model.device), 0)[:, -1]  # prefill
     token = sampler.next_token(logits)  # (1,)
     if graphs is not None:
         graphs.start(token, len(prompt))
-    pos, first = len(prompt), True
+    pos, first, syncs = len(prompt), True, 0
     while True:
         token_id = token.item() if first or graphs is None else graphs.next_ar_token()  # host sync per token
+        syncs += not first
         if out.emit([token_id], round_=not first):
-            return
+            return syncs
         if graphs is None:
             token = sampler.next_token(engine(token.view(1, 1), pos)[:, -1])
         pos, first = pos + 1, False
 
 
-@dataclass
-class _Draft:
-    tokens: list[torch.Tensor] = field(default_factory=list)  # d1..dk, each (1,), on the device
-    states: list[torch.Tensor] = field(default_factory=list)  # shallow states of x, d1..d(k-1), (1, 1, D)
-    probs: list[torch.Tensor] = field(default_factory=list)  # q_i (1, V) when sampling
-    confidences: list[float] = field(default_factory=list)
+def speculative(model: Model, steps, prompt: list[int], sampler: Sampler, out: _Output, max_draft: int) -> list[Round]:
+    """The loop of every speculative method: propose -> verify -> accept -> compact, until EOS or the budget.
 
-
-def draft(model: Model, adapter: Adapter, token: torch.Tensor, pos: int, budget: int, threshold: float,
-          sampler: Sampler) -> _Draft:
-    """Draft up to `budget` tokens after `token` (at `pos`) with layers < l + adapter + LM head."""
-    engine, l = model.engine, adapter.exit_layer
-    d = _Draft()
-    for i in range(budget):
-        h = engine.shallow(token.view(1, 1), pos + i, l)  # (1, 1, D); fills layers < l at pos+i
-        d.states.append(h)
-        logits = engine.lm_head(adapter(h, pos + i)[:, -1])  # (1, V): the target's frozen head
-        conf, token, q = sampler.draft(logits)
-        d.tokens.append(token)
-        d.probs.append(q)
-        d.confidences.append(conf.item())  # host sync, one per draft step: the early-exit test
-        if d.confidences[-1] < threshold:
-            break
-    return d
-
-
-def verify(model: Model, adapter: Adapter, token: torch.Tensor, pos: int, d: _Draft) -> torch.Tensor:
-    """Target logits (k+1, V) for the round's k+1 positions, in one pass of layers >= l.
-
-    Only the last draft (or `token` itself when k = 0) still needs its shallow state; the others
-    were cached while drafting. Its adapter keys/values are written too, so the adapter's cache
-    covers every position the target may accept."""
-    engine, l, k = model.engine, adapter.exit_layer, len(d.tokens)
-    last = d.tokens[-1] if k else token
-    h_last = engine.shallow(last.view(1, 1), pos + k, l)  # (1, 1, D)
-    adapter.write_kv(h_last, pos + k)
-    states = torch.cat(d.states + [h_last], dim=1)  # (1, k+1, D): positions pos .. pos+k
-    return engine.deep(states, pos, l)[0]
-
-
-class EagerSteps:
-    """Drafting and verification as plain PyTorch calls: any device, greedy or sampling."""
-
-    def __init__(self, model: Model, adapter: Adapter, sampler: Sampler):
-        self.model, self.adapter, self.sampler = model, adapter, sampler
-        self.accept = greedy_accept if sampler.greedy else speculative_accept
-
-    def start(self, token: torch.Tensor, pos: int):
-        self.token = token
-
-    def draft(self, pos: int, budget: int, threshold: float) -> list[float]:
-        self.pos, self.d = pos, draft(self.model, self.adapter, self.token, pos, budget, threshold, self.sampler)
-        return self.d.confidences
-
-    def verify_round(self, k: int) -> tuple[int, int, list[int]]:
-        logits = verify(self.model, self.adapter, self.token, self.pos, self.d)
-        drafts = torch.cat(self.d.tokens) if k else torch.empty(0, dtype=torch.long, device=self.model.device)
-        q = torch.cat(self.d.probs) if k and not self.sampler.greedy else logits[:0]  # (k, V)
-        n, nxt = self.accept(logits, drafts, q, self.sampler)
-        self.token = nxt.view(1)
-        n_acc, nxt_id, *draft_ids = torch.cat([n.view(1), nxt.view(1), drafts]).tolist()  # host sync: one per round
-        return n_acc, nxt_id, draft_ids
-
-
-def kangaroo(model: Model, adapter: Adapter, prompt: list[int], opts: DecodeOptions, sampler: Sampler,
-             out: _Output, steps=None) -> list[Round]:
-    """The double-early-exit loop: draft -> verify -> accept -> roll back, until EOS or the budget.
-
-    `steps` does the device work of a round: `EagerSteps` (default) or captured CUDA graphs."""
-    engine, l = model.engine, adapter.exit_layer
-    steps = steps or EagerSteps(model, adapter, sampler)
+    `steps` (a `rounds.RoundSteps`, eager or captured) does the device work of a round."""
+    engine, l = model.engine, steps.exit_layer
     h = engine.shallow(torch.tensor([prompt], device=model.device), 0, l)  # (1, n, D)
-    adapter(h, 0)  # prefill the adapter's cache with the prompt's shallow states
+    if steps.adapter is not None:
+        steps.adapter(h, 0)  # prefill the adapter's cache with the prompt's shallow states
     token = sampler.next_token(engine.deep(h, 0, l)[:, -1])  # (1,): the target's first token
+    token_id = token.item()
     trace: list[Round] = []
-    if out.emit([token.item()], round_=False):
+    if out.emit([token_id], round_=False):
         return trace
-    pos = len(prompt)
-    steps.start(token, pos)
+    steps.start(prompt, token, token_id)
     while True:
-        budget = min(opts.max_draft, out.remaining - 1)  # never draft past max_new_tokens
-        confidences = steps.draft(pos, budget, opts.threshold)
-        n_acc, nxt_id, draft_ids = steps.verify_round(len(confidences))
-        trace.append(Round(draft_ids, confidences, n_acc, nxt_id))
-        if out.emit(draft_ids[:n_acc] + [nxt_id]):
+        steps.propose_lookup()  # host: the lookup branch from the committed tokens
+        budget = min(max_draft, out.remaining - 1)  # a host-decided chain never drafts past max_new_tokens
+        if sampler.greedy:
+            d = steps.device_round(budget)  # draft -> verify -> greedy_accept -> compact, on the device
+        else:
+            d = steps.draft(budget)
+            sample_round(steps, d, sampler)  # verify -> sample_accept (host) -> compact
+        r = steps.read()  # the round's one host read
+        trace.append(as_round(r, steps.layout, d))
+        if out.emit(r.emitted):
             return trace
-        # roll back: positions <= pos + n_acc are committed; later cache entries are stale and get
-        # overwritten, and the attention mask hides them meanwhile. Nothing to copy or free.
-        pos += n_acc + 1
+
+
+def sample_round(steps, d: int, sampler: Sampler):
+    """Verify the tree of a round with d levels drafted, accept by `sample_accept`, commit."""
+    n, dev = steps.layout.nodes(d), steps.base.device
+    p = sampler.probs(steps.verify(d))  # (n, V)
+    host = torch.cat([steps.tokens[:n], steps.parents[:n], steps.valid[:n].long()]).tolist()  # host sync: the tree
+    path, token, syncs = sample_accept(host[:n], host[n:2 * n], [bool(v) for v in host[2 * n:]], p,
+                                       steps.q[:n] if steps.sampled else None, sampler)
+    steps.syncs += 1 + syncs
+    padded = torch.tensor(path + [0] * (steps.max_depth + 1 - len(path)), device=dev)
+    steps.commit(padded, torch.tensor([len(path) - 1], device=dev), token, d)
+
+
+def as_round(r, layout, draft_steps: int) -> Round:
+    """A round as read from the device (`rounds.RoundRead`) -> the trace's `Round` (valid nodes only)."""
+    keep = [i for i in range(1, len(r.tokens)) if r.valid[i]]
+    where = {node: j for j, node in enumerate(keep)}
+    chain = layout.is_chain
+    return Round(
+        drafts=[r.tokens[i] for i in keep], confidences=[r.prob[i] for i in keep], accepted=r.accepted,
+        token=r.token, parents=None if chain else [where.get(r.parents[i], -1) for i in keep],
+        path=None if chain else [where[i] for i in r.path[1:]],
+        sources=["lookup" if i <= layout.lookup else "adapter" for i in keep], draft_steps=draft_steps,
+    )
 
 
 # ------------------------------------------------------------------------------------ entry
 def generate(model: Model, prompt, adapter: Adapter | None = None, method: str = DEFAULT_METHOD,
-             threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
-             max_new_tokens: int = DEFAULTS.max_new_tokens, temperature: float = DEFAULTS.temperature,
-             top_p: float = DEFAULTS.top_p, seed: int = DEFAULTS.seed, chat: bool = True,
-             cuda_graphs=None) -> GenerationResult:
-    """Generate from `prompt` (text, chat messages or token ids) with `method` "ar" or "kangaroo".
+             options: DecodeOptions | None = None, *, threshold: float | None = None, max_draft: int | None = None,
+             max_new_tokens: int | None = None, temperature: float | None = None, top_p: float | None = None,
+             seed: int | None = None, top_k: int | None = None, node_budget: int | None = None,
+             n_max: int | None = None, lookup_tokens: int | None = None, early_exit: str | None = None,
+             chat: bool = True, cuda_graphs=None) -> GenerationResult:
+    """Generate from `prompt` (text, chat messages or token ids) with `method` (see `METHODS`).
 
-    Greedy when temperature == 0, else speculative sampling; both reproduce the target exactly.
-    cuda_graphs: replay captured CUDA graphs for the decoding steps: None (default) = on for greedy
+    Options: a whole `DecodeOptions`, else the method's defaults (`METHOD_DEFAULTS`); keyword
+    arguments override either. Greedy when temperature == 0, else sampling; every method
+    reproduces the target exactly. `ar` and `pld` need no adapter (one given is not used).
+    cuda_graphs: replay captured CUDA graphs of the decoding steps: None (default) = on for greedy
     decoding on a GPU, True/False, or a `graphs.GraphOptions` (fixed rows, torch.compile). The first
-    call for a new cache size captures them (and compiles the layers once), which takes a moment."""
-    opts = DecodeOptions(threshold, max_draft, max_new_tokens, temperature, top_p, seed)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    if method == "kangaroo":
+    call for a new cache size or tree shape captures them (and compiles the layers once), which
+    takes a moment."""
+    opts = options_for(method, options, threshold=threshold, max_draft=max_draft, max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_p=top_p, seed=seed, top_k=top_k, node_budget=node_budget,
+                       n_max=n_max, lookup_tokens=lookup_tokens, early_exit=early_exit)
+    if method in ADAPTER_METHODS:
         if adapter is None:
-            raise ValueError("method='kangaroo' needs an adapter: load_adapter(model) or new_adapter(model, exit_layer)")
+            raise ValueError(f"method={method!r} needs an adapter: load_adapter(model) or new_adapter(model, exit_layer)")
         _check_fits(adapter.meta, model, strict=False)
+    else:
+        adapter = None
+    layout = method_layout(method, opts)
     prompt_ids = model.encode(prompt, chat=chat)
-    _setup_caches(model, adapter if method == "kangaroo" else None, len(prompt_ids), opts.max_new_tokens)
+    _setup_caches(model, adapter, len(prompt_ids), opts.max_new_tokens, layout.size if layout else 0)
     sampler = Sampler(opts.temperature, opts.top_p, opts.seed, model.device)
     out = _Output(opts.max_new_tokens, model.eos_token_ids)
-    graphs = _graphs(model, adapter if method == "kangaroo" else None, opts, cuda_graphs)
+    steps = None if layout is None else _round_steps(model, adapter, method, layout, opts, sampler, cuda_graphs)
+    graphs = _ar_graph(model, opts, cuda_graphs) if layout is None else None
     _sync(model.device)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        if method == "ar":
-            autoregressive(model, prompt_ids, sampler, out, graphs)
+        if steps is None:
+            syncs = autoregressive(model, prompt_ids, sampler, out, graphs)
             trace = []
         else:
-            trace = kangaroo(model, adapter, prompt_ids, opts, sampler, out, graphs)
+            trace = speculative(model, steps, prompt_ids, sampler, out, opts.max_draft)
+            syncs = steps.syncs
     _sync(model.device)
     seconds = time.perf_counter() - t0
-    return _result(model, method, prompt_ids, out, trace, seconds)
+    return _result(model, method, prompt_ids, out, trace, seconds, syncs)
 
 
-def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_new_tokens: int):
+def method_layout(method: str, opts: DecodeOptions):
+    """The tree every round of `method` proposes (`tree.Layout`); None for `ar`."""
+    from .tree import plan
+
+    if method == "ar":
+        return None
+    if method == "kangaroo":  # the paper's chain: one adapter draft per level
+        return plan(opts.max_draft + 1, opts.max_draft, 1, 0, adapter=True)
+    if method == "pld":
+        return plan(opts.lookup_tokens + 1, 0, 1, opts.lookup_tokens, adapter=False)
+    lookup = opts.lookup_tokens if method == "kangaroo+lookup" else 0
+    if opts.node_budget < lookup + 2:
+        raise ValueError(f"node_budget={opts.node_budget} leaves no room for the adapter's drafts: {method} needs "
+                         f"node_budget >= {lookup + 2} (the root{', the lookup branch' if lookup else ''} and one draft)")
+    return plan(opts.node_budget, opts.max_draft, opts.top_k, lookup, adapter=True)
+
+
+def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_new_tokens: int, tree_size: int):
     need = prompt_len + max_new_tokens  # the last new token is never fed back: this is enough
     limit = model.config.max_seq_len
     if need > limit:
@@ -357,24 +441,52 @@ def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_ne
             f"the prompt ({prompt_len} tokens) plus max_new_tokens={max_new_tokens} exceeds the model's "
             f"context of {limit} tokens; shorten the prompt or lower max_new_tokens"
         )
+    if tree_size > limit:
+        raise ValueError(f"a round's tree of {tree_size} nodes (node_budget, lookup_tokens) is beyond the KV cache "
+                         f"of this model's context ({limit} tokens); lower node_budget or lookup_tokens")
     size = min(limit, -(-need // 256) * 256)  # round up, so that similar requests reuse the cache
-    model.engine.setup_cache(size)  # kept when already large enough (see bench.reserve_cache)
+    scratch = -(-tree_size // 256) * 256  # slots for the round's tree past the last committed position
+    model.engine.setup_cache(size, scratch=scratch)  # kept when already large enough (see bench.reserve_cache)
     if adapter is not None:
         adapter.setup_cache(model.engine.cache_len)  # the same length: one set of captured shapes
 
 
-def _graphs(model: Model, adapter: Adapter | None, opts: DecodeOptions, wanted):
-    """Captured greedy steps, when asked for (or by default on CUDA); None means eager."""
-    from .graphs import GraphOptions, greedy_graphs
-
+def _use_graphs(model: Model, opts: DecodeOptions, wanted) -> bool:
     use = (model.device.type == "cuda" and opts.temperature == 0.0) if wanted is None else bool(wanted)
-    if not use:
-        return None
-    if opts.temperature != 0.0:
+    if use and opts.temperature != 0.0:
         raise ValueError("cuda_graphs supports greedy decoding only (temperature 0); sampling runs eagerly")
+    return use
+
+
+def _ar_graph(model: Model, opts: DecodeOptions, wanted):
+    """The captured AR step, when asked for (or by default on CUDA); None means eager."""
+    from .graphs import GraphOptions, ar_graph
+
+    if not _use_graphs(model, opts, wanted):
+        return None
     options = wanted if isinstance(wanted, GraphOptions) else GraphOptions()
     with torch.inference_mode():
-        return greedy_graphs(model, adapter, opts.max_draft, options)
+        return ar_graph(model, options.rows(opts.max_draft + 1), options)
+
+
+def _round_steps(model: Model, adapter: Adapter | None, method: str, layout, opts: DecodeOptions, sampler: Sampler,
+                 wanted):
+    """RoundSteps for a method: captured (greedy on CUDA by default) or eager."""
+    from .graphs import GraphOptions, captured_round_steps
+    from .rounds import RoundSteps
+
+    lookup = (opts.n_max, opts.lookup_tokens) if method in ("pld", "kangaroo+lookup") else None
+    host_exit = opts.early_exit == "host"
+    if _use_graphs(model, opts, wanted):
+        options = wanted if isinstance(wanted, GraphOptions) else GraphOptions()
+        with torch.inference_mode():
+            steps = captured_round_steps(model, adapter, layout, lookup, host_exit, options)
+    else:
+        sampled = not sampler.greedy and layout.top_k == 1 and layout.lookup == 0  # the chain samples its drafts
+        steps = RoundSteps(model, adapter, layout, lookup=lookup, host_exit=host_exit, sampled=sampled)
+    with torch.inference_mode():
+        steps.reset(sampler, opts.threshold)
+    return steps
 
 
 def _sync(device: torch.device):
@@ -382,12 +494,22 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def _result(model, method, prompt_ids, out: _Output, trace: list[Round], seconds: float) -> GenerationResult:
+def _result(model, method, prompt_ids, out: _Output, trace: list[Round], seconds: float, syncs: int) -> GenerationResult:
     conf = [c for r in trace for c in r.confidences]
-    accepted = [i < r.accepted for r in trace for i in range(len(r.drafts))]
-    positions = [i + 1 for r in trace for i in range(len(r.drafts))]
+    accepted = [i in set(r.accepted_indices) for r in trace for i in range(len(r.drafts))]
+    positions = [d for r in trace for d in _depths(r)]
     return GenerationResult(
         method=method, prompt_ids=prompt_ids, token_ids=out.tokens, text=model.decode(out.tokens),
         accept_lengths=out.accept_lengths, draft_confidences=conf, draft_accepted=accepted,
-        draft_positions=positions, trace=trace, seconds=seconds, stop_reason=out.stop_reason,
+        draft_positions=positions, trace=trace, seconds=seconds, stop_reason=out.stop_reason, syncs=syncs,
     )
+
+
+def _depths(r: Round) -> list[int]:
+    """Each draft's depth in its round (1 = right below the root)."""
+    if r.parents is None:
+        return list(range(1, len(r.drafts) + 1))
+    depths: list[int] = []
+    for p in r.parents:
+        depths.append(1 if p < 0 else depths[p] + 1)
+    return depths

@@ -201,19 +201,39 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class KVCache(nn.Module):
-    """Static per-layer cache: k, v of shape (B, n_kv_heads, max_len, head_dim), written by position."""
+    """One layer's static cache: k, v of shape (B, n_kv_heads, max_len, head_dim), written by slot.
 
-    def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int, dtype, device):
+    k and v may be views into stores shared by every layer (`KVStore`), so that moving entries
+    between slots (`KVStore.compact`) is one copy for all layers instead of one per layer."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
         super().__init__()
-        shape = (batch, n_kv_heads, max_len, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("k", k, persistent=False)
+        self.register_buffer("v", v, persistent=False)
 
-    def update(self, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int):
-        """Write k, v: (B, Hkv, T, hd) at `positions` (T,); return the first kv_len entries."""
-        self.k.index_copy_(2, positions, k)
-        self.v.index_copy_(2, positions, v)
+    def update(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int):
+        """Write k, v: (B, Hkv, T, hd) at `slots` (T,); return the first kv_len entries."""
+        self.k.index_copy_(2, slots, k)
+        self.v.index_copy_(2, slots, v)
         return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
+
+
+class KVStore:
+    """The caches of `n` attention layers in two tensors, k and v: (n, B, Hkv, max_len, hd).
+
+    Layer i reads and writes the views k[i], v[i] (`caches`). After a tree round, the accepted
+    path's entries move to consecutive slots in every layer at once (`compact`)."""
+
+    def __init__(self, n: int, batch: int, n_kv_heads: int, max_len: int, head_dim: int, dtype, device):
+        shape = (n, batch, n_kv_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.caches = [KVCache(self.k[i], self.v[i]) for i in range(n)]
+
+    def compact(self, src: torch.Tensor, dst: torch.Tensor):
+        """Copy slots `src` (T,) to slots `dst` (T,) in every layer (src is read before anything is written)."""
+        for store in (self.k, self.v):
+            store.index_copy_(3, dst, store.index_select(3, src))
 
 
 def stack_projections(module: nn.Module, stacked: str, parts: dict[str, int]):
@@ -340,11 +360,14 @@ def attention_mask(positions: torch.Tensor, kv_len: int) -> torch.Tensor | None:
 
 
 def cache_window(all_positions: torch.Tensor, rotary: "Rotary", cache_len: int, start, length: int):
-    """Positions (T,), RoPE tables, mask and attended length for `length` tokens written to a cache.
+    """Slots (T,), RoPE tables, mask and attended length for `length` tokens written to a cache.
 
-    `start` is an int (eager: attend over the filled part of the cache only) or a (T,) tensor of
+    `start` is an int (eager: attend over the filled part of the cache only), a (T,) tensor of
     positions on the device (static shapes, no host sync: attend over the whole cache with a mask;
-    this is what CUDA graphs capture)."""
+    this is what CUDA graphs capture), or a window built already (`tree_window`), used as it is.
+    For a sequence, a token's slot is its position; in a tree round they differ."""
+    if isinstance(start, tuple):
+        return start
     if isinstance(start, torch.Tensor):
         positions = start
         return positions, rotary(positions), all_positions[None, :] <= positions[:, None], cache_len
@@ -353,6 +376,20 @@ def cache_window(all_positions: torch.Tensor, rotary: "Rotary", cache_len: int, 
         raise ValueError(f"position {end - 1} is beyond the KV cache ({cache_len}); call setup_cache(max_len)")
     positions = all_positions[start:end]
     return positions, rotary(positions), attention_mask(positions, end), end
+
+
+def tree_window(all_slots: torch.Tensor, rotary: "Rotary", base: torch.Tensor, nodes: torch.Tensor,
+                depths: torch.Tensor, ancestors: torch.Tensor):
+    """The window of tree nodes `nodes` (R,) in a round whose P nodes occupy slots [base, base + P).
+
+    Node i is written at slot base + i and rotated as position base + depths[i] (its depth below
+    the round's root); it sees the committed cache (slots < base) and its own ancestors, itself
+    included (ancestors: (R, P) bool, row r for node nodes[r]). Static shapes: base is a (1,) tensor."""
+    P = ancestors.shape[1]
+    rel = all_slots - base  # (S,): slot relative to the root's slot
+    in_tree = (rel >= 0) & (rel < P)
+    mask = (rel < 0)[None, :] | (ancestors[:, rel.clamp(0, P - 1)] & in_tree[None, :])  # (R, S)
+    return base + nodes, rotary(base + depths), mask, all_slots.shape[0]
 
 
 class Transformer(nn.Module):
@@ -369,29 +406,40 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
         self.rotary = Rotary(config)
         self.cache_len = 0
+        self.kv: KVStore | None = None
+        self.cache_version = 0
         self.register_buffer("positions", torch.empty(0, dtype=torch.long), persistent=False)
         self.call = None  # how layers are called: None = directly; graphs.py swaps in compiled calls
 
     # ----------------------------------------------------------------------------- cache
-    def setup_cache(self, max_len: int, batch: int = 1):
-        """Allocate the static KV cache (kept when it is already large enough)."""
+    def setup_cache(self, max_len: int, batch: int = 1, scratch: int = 0):
+        """Allocate the static KV cache for `max_len` positions (at most the model's context) plus
+        `scratch` slots for a speculative round's tree past them (drafts there are verified, never
+        kept); kept when it is already large enough."""
         if max_len > self.config.max_seq_len:
             raise ValueError(
                 f"{max_len} positions exceed the model's context of {self.config.max_seq_len}; "
                 "use a shorter prompt or fewer new tokens"
             )
+        max_len += scratch
         if max_len <= self.cache_len and self.layers[0].self_attn.kv_cache.k.shape[0] == batch:
             return
         p = self.embed_tokens.weight
         c = self.config
-        for layer in self.layers:
-            layer.self_attn.kv_cache = KVCache(batch, c.n_kv_heads, max_len, c.head_dim, p.dtype, p.device)
+        self.kv = KVStore(c.n_layers, batch, c.n_kv_heads, max_len, c.head_dim, p.dtype, p.device)
+        self.cache_version += 1  # captured graphs over the old cache are stale (graphs.py)
+        for layer, cache in zip(self.layers, self.kv.caches):
+            layer.self_attn.kv_cache = cache
         self.rotary.build(max_len, p.dtype, p.device)
         self.positions = torch.arange(max_len, device=p.device)
         self.cache_len = max_len
 
     def _window(self, start, length: int):
         return cache_window(self.positions, self.rotary, self.cache_len, start, length)
+
+    def tree_window(self, base: torch.Tensor, nodes: torch.Tensor, depths: torch.Tensor, ancestors: torch.Tensor):
+        """`engine.tree_window` over this cache: pass it as `start` to shallow / deep (and to the adapter)."""
+        return tree_window(self.positions, self.rotary, base, nodes, depths, ancestors)
 
     # ----------------------------------------------------------------------------- entry points
     def shallow(self, tokens: torch.Tensor, start, exit_layer: int) -> torch.Tensor:
