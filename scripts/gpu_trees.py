@@ -39,6 +39,7 @@ def log(*a):
 def check(model, adapter, out: Path, max_new_tokens: int):
     qs = bench.limit_per_category(load_minibench(), 2)
     prompts = [q.turns[0] for q in qs]
+    bench.reserve_cache(model, qs, max_new_tokens, 256)  # one cache size: no recapture between prompts
     rows = []
     t = time.perf_counter()
     ar = [generate(model, p, method="ar", max_new_tokens=max_new_tokens) for p in prompts[:1]]
