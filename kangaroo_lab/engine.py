@@ -378,18 +378,20 @@ def cache_window(all_positions: torch.Tensor, rotary: "Rotary", cache_len: int, 
     return positions, rotary(positions), attention_mask(positions, end), end
 
 
-def tree_window(all_slots: torch.Tensor, rotary: "Rotary", base: torch.Tensor, nodes: torch.Tensor,
-                depths: torch.Tensor, ancestors: torch.Tensor):
+def tree_window(all_slots: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, base: torch.Tensor,
+                nodes: torch.Tensor, depths: torch.Tensor, ancestors: torch.Tensor):
     """The window of tree nodes `nodes` (R,) in a round whose P nodes occupy slots [base, base + P).
 
-    Node i is written at slot base + i and rotated as position base + depths[i] (its depth below
-    the round's root); it sees the committed cache (slots < base) and its own ancestors, itself
-    included (ancestors: (R, P) bool, row r for node nodes[r]). Static shapes: base is a (1,) tensor."""
+    Node i is written at slot base + i and rotated as position base + depths[r] (its depth below the
+    round's root; cos, sin: the RoPE tables); it sees the committed cache (slots < base) and its own
+    ancestors, itself included (ancestors: (R, P) bool, row r for node nodes[r]). Static shapes:
+    base is a (1,) tensor."""
     P = ancestors.shape[1]
     rel = all_slots - base  # (S,): slot relative to the root's slot
     in_tree = (rel >= 0) & (rel < P)
     mask = (rel < 0)[None, :] | (ancestors[:, rel.clamp(0, P - 1)] & in_tree[None, :])  # (R, S)
-    return base + nodes, rotary(base + depths), mask, all_slots.shape[0]
+    positions = base + depths
+    return base + nodes, (cos[positions], sin[positions]), mask, all_slots.shape[0]
 
 
 class Transformer(nn.Module):
@@ -439,7 +441,7 @@ class Transformer(nn.Module):
 
     def tree_window(self, base: torch.Tensor, nodes: torch.Tensor, depths: torch.Tensor, ancestors: torch.Tensor):
         """`engine.tree_window` over this cache: pass it as `start` to shallow / deep (and to the adapter)."""
-        return tree_window(self.positions, self.rotary, base, nodes, depths, ancestors)
+        return tree_window(self.positions, self.rotary.cos, self.rotary.sin, base, nodes, depths, ancestors)
 
     # ----------------------------------------------------------------------------- entry points
     def shallow(self, tokens: torch.Tensor, start, exit_layer: int) -> torch.Tensor:

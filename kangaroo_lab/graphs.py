@@ -168,7 +168,8 @@ def captured_round_steps(model: Model, adapter: Adapter | None, layout: Layout, 
 
     def build(backend):
         call = compiled_call(backend) if backend else None
-        steps = RoundSteps(model, adapter, layout, lookup=lookup, host_exit=host_exit, rows=rows, call=call)
+        steps = RoundSteps(model, adapter, layout, lookup=lookup, host_exit=host_exit, rows=rows, call=call,
+                           backend=backend)
         pool = torch.cuda.graph_pool_handle() if model.device.type == "cuda" else None
         with torch.inference_mode():
             if host_exit:

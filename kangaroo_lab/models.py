@@ -119,9 +119,14 @@ class Model:
 
 # --------------------------------------------------------------------------------------- loaders
 def load_model(name: str = DEFAULT_MODEL, device=None, dtype=None, seed: int = 0) -> Model:
-    """Load a target model by name, GGUF path, local folder or hub id (see the module docstring)."""
+    """Load a target model by name, GGUF path, local folder or hub id (see the module docstring).
+
+    On CUDA this also makes half-precision matrix multiplies reduce in fp32 (a process-wide torch
+    setting, `exact_reductions`)."""
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
+    if device.type == "cuda":
+        exact_reductions()
     if name == "tiny-random":
         config = PRESETS["tiny-random"]
         tok = tiny_tokenizer()
@@ -146,6 +151,16 @@ def load_model(name: str = DEFAULT_MODEL, device=None, dtype=None, seed: int = 0
         f".gguf file, or a local folder / Hugging Face hub id of a Llama-family model "
         f"({', '.join(SUPPORTED_ARCHITECTURES)})."
     )
+
+
+def exact_reductions():
+    """Let cuBLAS reduce bf16/fp16 matrix products in fp32 only (torch allows half-precision split-K
+    reductions by default). Speculative steps multiply over more rows than an autoregressive step;
+    with half-precision reductions the two can round a row differently enough to flip near-ties of
+    the top-2 logits, so a lossless method would part from greedy AR more often than fp32 rounding
+    alone makes it."""
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
 
 
 def embedded_gguf() -> Path:

@@ -47,6 +47,7 @@ import torch
 from . import tree as T
 from .adapter import Adapter
 from .decoding import greedy_accept
+from .engine import tree_window
 from .lookup import PromptLookup
 from .models import Model
 
@@ -62,18 +63,22 @@ class RoundSteps:
     sampled: the chain under sampling draws its drafts from q (else drafts are fixed candidates).
     rows: fixed rows R (see the module docstring), "pow2" (each step padded to a power of two), or None
     (natural row counts).
-    call: how layer calls run (None: directly; graphs.py passes a compiled call).
+    call: how layer calls run (None: directly; graphs.py passes a compiled call); backend: the
+    torch.compile backend that also fuses the glue between them (tree growth, the mask, acceptance,
+    compaction: a hundred tiny kernels a round otherwise), or None.
     `reset(sampler, threshold)` prepares a generation; graphs.py may swap `levels`, `finish` and
     `whole` for captured graphs of the same functions."""
 
     def __init__(self, model: Model, adapter: Adapter | None, layout: T.Layout, lookup: tuple[int, int] | None = None,
-                 host_exit: bool = False, sampled: bool = False, rows: int | str | None = None, call=None):
+                 host_exit: bool = False, sampled: bool = False, rows: int | str | None = None, call=None,
+                 backend: str | None = None):
         e, dev = model.engine, model.device
         if isinstance(rows, int) and rows < layout.size:
             raise ValueError(f"fixed rows={rows} cannot hold a tree of {layout.size} nodes; use rows >= {layout.size}")
         self.model, self.adapter, self.layout = model, adapter, layout
         self.exit_layer = adapter.exit_layer if adapter is not None else 0
         self.lookup_settings, self.host_exit, self.sampled, self.rows, self.call = lookup, host_exit, sampled, rows, call
+        self.fuse = fuser(backend)
         P, long = layout.size, dict(dtype=torch.long, device=dev)
         self.base = torch.zeros(1, **long)  # the root's position (= its cache slot)
         self.tokens = torch.zeros(P, **long)
@@ -123,7 +128,9 @@ class RoundSteps:
 
     def _window(self, idx: torch.Tensor):
         """engine.tree_window for nodes idx (R,)."""
-        return self.model.engine.tree_window(self.base, idx, self.depths[idx], self.ancestors[idx])
+        e = self.model.engine
+        return self.fuse(node_window)(e.positions, e.rotary.cos, e.rotary.sin, self.base, idx, self.depths,
+                                      self.ancestors)
 
     def _adapter(self, h, window):
         a = self.adapter
@@ -225,28 +232,21 @@ class RoundSteps:
         self._grow(t + 1, parents, logits)
 
     def _grow(self, level: int, parents: torch.Tensor, logits: torch.Tensor):
-        """Level `level`'s nodes: the best children of `parents` by cumulative draft log-probability."""
+        """Level `level`'s nodes from the draft logits (n, V) of `parents` (n,)."""
         new = self.blocks[level]
-        width, k = new.shape[0], min(self.layout.top_k, logits.shape[-1])
-        logp = torch.log_softmax(logits.float(), -1)  # (n, V)
         if self.sampled:  # the chain under sampling: draw the draft from q, keep q for the acceptance rule
             q = self.sampler.probs(logits)  # (1, V)
-            tok = self.sampler.draw(q)  # (1,)
             self.q.index_copy_(0, new, q)
-            own, par = logp.gather(-1, tok[:, None])[:, 0], parents
+            logp = torch.log_softmax(logits.float(), -1)
+            tok = self.sampler.draw(q)  # (1,)
+            own = logp.gather(-1, tok[:, None])[:, 0]
+            conf = logp.exp().amax(-1)  # the draft's top-1 probability, the chain's confidence at any temperature
+            set_nodes(new, tok, parents, own, conf, self.tokens, self.parents, self.cum, self.prob, self.ancestors,
+                      self.eye, self.valid, self.alive, self.log_eta)
         else:
-            top, ids = logp.topk(k, dim=-1)  # (n, k)
-            cand = self.cum[parents][:, None] + top  # (n, k): cumulative log-probability of each child
-            best = cand.flatten().topk(width).indices  # (width,)
-            tok, own, par = ids.flatten()[best], top.flatten()[best], parents[best // k]
-        self.tokens.index_copy_(0, new, tok)
-        self.parents.index_copy_(0, new, par)
-        self.cum.index_copy_(0, new, self.cum[par] + own)
-        conf = logp.exp().amax(-1) if self.sampled else own.exp()  # sampled: the draft's top-1 probability
-        self.prob.index_copy_(0, new, conf)
-        self.ancestors.index_copy_(0, new, self.ancestors[par] | self.eye[new])
-        self.valid.index_copy_(0, new, self.alive.repeat(width))  # drafted after the early exit: masked
-        self.alive &= self.cum[new].amax().view(1) >= self.log_eta
+            self.fuse(grow_children)(logits, parents, new, min(self.layout.top_k, logits.shape[-1]), self.tokens,
+                                     self.parents, self.cum, self.prob, self.ancestors, self.eye, self.valid,
+                                     self.alive, self.log_eta)
 
     def verify(self, d: int) -> torch.Tensor:
         """Target logits (n, V) at the first n = layout.nodes(d) nodes: shallow over level d (its states
@@ -265,36 +265,98 @@ class RoundSteps:
         finally:
             e.call = prev
 
-    def tree(self, n: int) -> T.Tree:
-        return T.Tree(self.tokens[:n], self.parents[:n], self.depths[:n], self.ancestors[:n, :n], self.valid[:n])
-
     def _finish_fn(self, d: int):
         def finish():  # greedy: verify -> accept -> compact -> advance -> pack, all on the device
-            acc = greedy_accept(self.tree(self.layout.nodes(d)), self.verify(d), self.max_depth)
-            self.commit(acc.path, acc.n, acc.token, d)
+            logits = self.verify(d)
+            self.fuse(accept_and_commit)(logits, self.layout.nodes(d), self.max_depth, not self.layout.is_chain,
+                                         *self._state(d))
         return finish
+
+    def _state(self, d: int) -> tuple:
+        stores = [self.model.engine.kv.k, self.model.engine.kv.v]
+        if self.adapter is not None and self.adapter.kv is not None:
+            stores += [self.adapter.kv.k, self.adapter.kv.v]
+        return (self.tokens, self.parents, self.depths, self.ancestors, self.valid, self.prob, self.alive, self.base,
+                self.out, self.n_nodes[d], stores)
 
     def commit(self, path: torch.Tensor, n_acc: torch.Tensor, token: torch.Tensor, d: int):
         """After acceptance (path (max_depth + 1,), n_acc (1,), token (1,); d levels drafted): pack the
-        round for the host, compact the caches, advance the root."""
-        self.pack(path, n_acc, token, d)
-        if not self.layout.is_chain:
-            src, dst = T.compaction(path, self.base)
-            self.model.engine.kv.compact(src, dst)
-            if self.adapter is not None:
-                self.adapter.compact(src, dst)
-        self.base.add_(n_acc + 1)
-        self.tokens[:1].copy_(token)
-        self.valid[1:].zero_()
-        self.alive.fill_(True)
+        round for the host, compact the caches, advance the root (`commit_round`)."""
+        commit_round(path, n_acc, token, self.layout.nodes(d), not self.layout.is_chain, *self._state(d))
 
-    def pack(self, path, n_acc, token, d: int):
-        live = self.valid.clone()
-        live[self.layout.nodes(d):] = False
-        self.out.copy_(torch.cat([  # float64 holds token ids exactly: one tensor, one read
-            n_acc.double(), token.double(), self.n_nodes[d], path.double(),
-            self.tokens.double(), self.parents.double(), live.double(), self.prob.double(),
-        ]))
+
+# ---------------------------------------------------------------------------------- the glue, fusable
+def fuser(backend: str | None):
+    """fn -> fn compiled with `backend` (one compiled version per function and shapes), or fn itself."""
+    if backend is None:
+        return lambda fn: fn
+
+    def fuse(fn):
+        key = (fn, backend)
+        if key not in _FUSED:
+            _FUSED[key] = torch.compile(fn, backend=backend, fullgraph=True, dynamic=False)
+        return _FUSED[key]
+    return fuse
+
+
+_FUSED: dict = {}
+
+
+def node_window(all_slots, cos, sin, base, nodes, depths, ancestors):
+    """`engine.tree_window` for nodes (R,) of the round's tree (depths (P,), ancestors (P, P) of all nodes)."""
+    return tree_window(all_slots, cos, sin, base, nodes, depths[nodes], ancestors[nodes])
+
+
+def grow_children(logits, parents, new, k: int, tokens, parent_of, cum, prob, ancestors, eye, valid, alive, log_eta):
+    """Nodes `new` (w,): the w best children of `parents` (n,) by cumulative draft log-probability, each
+    parent offering its top k; logits (n, V) are the draft's at the parents."""
+    logp = torch.log_softmax(logits.float(), -1)  # (n, V)
+    top, ids = logp.topk(k, dim=-1)  # (n, k)
+    cand = cum[parents][:, None] + top  # (n, k): cumulative log-probability of each child
+    best = cand.flatten().topk(new.shape[0]).indices  # (w,)
+    own = top.flatten()[best]
+    set_nodes(new, ids.flatten()[best], parents[best // k], own, own.exp(), tokens, parent_of, cum, prob, ancestors,
+              eye, valid, alive, log_eta)
+
+
+def set_nodes(new, tok, par, own, conf, tokens, parent_of, cum, prob, ancestors, eye, valid, alive, log_eta):
+    """Write nodes `new`: token, parent, cumulative log-probability (parent's + own), confidence, ancestors,
+    valid (only while the tree is above eta); then update `alive` with this level's best."""
+    tokens.index_copy_(0, new, tok)
+    parent_of.index_copy_(0, new, par)
+    cum.index_copy_(0, new, cum[par] + own)
+    prob.index_copy_(0, new, conf)
+    ancestors.index_copy_(0, new, ancestors[par] | eye[new])
+    valid.index_copy_(0, new, alive.repeat(new.shape[0]))  # drafted after the early exit: masked
+    alive &= cum[new].amax().view(1) >= log_eta
+
+
+def accept_and_commit(logits, n: int, max_depth: int, compact: bool, tokens, parents, depths, ancestors, valid, prob,
+                      alive, base, out, n_nodes, stores):
+    """`decoding.greedy_accept` over the first n nodes, then `commit_round`."""
+    tree = T.Tree(tokens[:n], parents[:n], depths[:n], ancestors[:n, :n], valid[:n])
+    acc = greedy_accept(tree, logits, max_depth)
+    commit_round(acc.path, acc.n, acc.token, n, compact, tokens, parents, depths, ancestors, valid, prob, alive, base,
+                 out, n_nodes, stores)
+
+
+def commit_round(path, n_acc, token, n: int, compact: bool, tokens, parents, depths, ancestors, valid, prob, alive,
+                 base, out, n_nodes, stores):
+    """Pack the round for the host's one read (float64 holds token ids exactly), move the accepted
+    path's cache entries to consecutive slots in every store (`tree.compaction`; not for a chain),
+    advance the root past the accepted drafts and reset the tree's per-round state."""
+    live = valid.clone()
+    live[n:] = False
+    out.copy_(torch.cat([n_acc.double(), token.double(), n_nodes, path.double(), tokens.double(), parents.double(),
+                         live.double(), prob.double()]))
+    if compact:
+        src, dst = T.compaction(path, base)
+        for store in stores:  # (layers, B, H, S, hd): slots on dim 3
+            store.index_copy_(3, dst, store.index_select(3, src))
+    base.add_(n_acc + 1)
+    tokens[:1].copy_(token)
+    valid[1:].zero_()
+    alive.fill_(True)
 
 
 @dataclass
