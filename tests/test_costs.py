@@ -6,41 +6,67 @@ import json
 import pytest
 import torch
 
-from kangaroo_lab import bench, costs, generate, new_adapter
+from kangaroo_lab import bench, costs, generate, graphs, new_adapter
 from kangaroo_lab.cli import main
 from kangaroo_lab.data import Question
-from kangaroo_lab.graphs import GraphOptions, GreedyGraphs
+from kangaroo_lab.graphs import GraphOptions
+from kangaroo_lab.rounds import RoundSteps
+from kangaroo_lab.tree import Layout
 
 QUESTIONS = [Question(1, "qa", ["What is the capital of France?"]),
              Question(2, "mt_bench", ["Write a haiku about rain.", "Now make it about snow."])]
 
 
-def test_step_times_cover_every_step(tiny):
+def test_step_times_cover_every_step_and_row_count(tiny):
     adapter = new_adapter(tiny, 2)
-    rows = costs.step_times(tiny, adapter, max_draft=3, context=40, reps=2)
-    assert [(r["step"], r["tokens"]) for r in rows] == [("full", 1), ("draft", 1)] + [("verify", k) for k in range(1, 5)]
+    rows = costs.step_times(tiny, adapter, rows=(1, 4, 16), context=40, reps=2)
+    assert [(r["step"], r["tokens"]) for r in rows] == [(s, R) for R in (1, 4, 16) for s in costs.STEPS]
     assert all(r["ms"] > 0 and r["device"].startswith("cpu") for r in rows)
     assert set(rows[0]) == set(costs.STEP_COLUMNS)
 
 
+def _steps(table: dict) -> list[dict]:
+    return [{"step": s, "tokens": R, "ms": ms, "device": "d", "versions": "v"} for (s, R), ms in table.items()]
+
+
+def test_step_costs_interpolate_between_measured_rows():
+    c = costs.StepCosts(_steps({("verify", 1): 10.0, ("verify", 5): 14.0}))
+    assert c("verify", 1) == 10.0 and c("verify", 3) == pytest.approx(12.0) and c("verify", 5) == 14.0
+    with pytest.raises(ValueError, match="timed over 1..5 rows, not 8"):
+        c("verify", 8)
+    with pytest.raises(ValueError, match="no timing of the draft step"):
+        c("draft", 1)
+
+
 def test_projection_arithmetic():
-    steps = [{"step": "full", "tokens": 1, "ms": 10.0, "device": "d", "versions": "v"},
-             {"step": "draft", "tokens": 1, "ms": 1.0, "device": "d", "versions": "v"},
-             *[{"step": "verify", "tokens": k + 1, "ms": 10.0 + k, "device": "d", "versions": "v"} for k in range(4)]]
-    # round 1: 2 drafts (2 ms) + verify(2) (12 ms), emits 3 tokens; round 2: no draft, verify(0) (10 ms), 1 token
-    rows = costs.project(steps, [("qa", 2, 3), ("qa", 0, 1), ("rag", 3, 4)], "test")
+    """A chain (levels of 1 node) and a tree with a lookup branch, against hand-computed round costs."""
+    table = {("full", 1): 10.0, ("full", 9): 12.0}
+    for R in (1, 2, 4, 8, 16):
+        table |= {("draft", R): 1.0 + R / 8, ("shallow", R): 0.5, ("verify", R): 10.0 + R / 4}
+    steps = _steps(table)
+    chain = Layout(0, (1, 1, 1, 1), 1)
+    # round 1: 2 drafts (2 x 1.125) + shallow(1) 0.5 + verify(3) 10.75, emits 3 tokens; round 2: no draft, 1 token
+    rows = costs.project(steps, [("qa", 2, 3), ("qa", 0, 1), ("rag", 3, 4)], chain, "test")
     qa = next(r for r in rows if r["category"] == "qa")
+    qa_ms = (2 * 1.125 + 0.5 + 10.75) + (0.5 + 10.25)
     assert qa["projected_ar_tokens_per_s"] == pytest.approx(100.0)
-    assert qa["projected_kangaroo_tokens_per_s"] == pytest.approx(1000 * 4 / 24)
-    assert qa["projected_speedup"] == pytest.approx((4 / 24) / (1 / 10))
-    assert qa["mean_accepted"] == 2 and qa["mean_drafts"] == 1
+    assert qa["projected_tokens_per_s"] == pytest.approx(1000 * 4 / qa_ms)
+    assert qa["projected_speedup"] == pytest.approx((4 / qa_ms) / (1 / 10))
+    assert qa["mean_accepted"] == 2 and qa["mean_draft_steps"] == 1 and qa["method"] == "kangaroo"
     overall = rows[-1]
     assert overall["category"] == "overall" and overall["rounds"] == 3
-    assert overall["projected_kangaroo_tokens_per_s"] == pytest.approx(1000 * 8 / (24 + 3 + 13))
-    with pytest.raises(ValueError, match="no timing of the verify step over 6 tokens"):
-        costs.project(steps, [("qa", 5, 2)], "test")
+    rag_ms = 3 * 1.125 + 0.5 + 11.0
+    assert overall["projected_tokens_per_s"] == pytest.approx(1000 * 8 / (qa_ms + rag_ms))
+    tree = Layout(4, (2, 4), 2)  # level 0: the root + 4 lookup nodes (5 rows), then 2, then 4 nodes
+    (row, _) = costs.project(steps, [("qa", 2, 5)], tree, "test", "kangaroo+lookup")
+    want = (1.0 + 5 / 8) + (1.0 + 2 / 8) + 0.5 + (10.0 + 11 / 4)  # draft(5) + draft(2) + shallow(4) + verify(11)
+    assert row["round_ms"] == pytest.approx(want)
+    (row, _) = costs.project(steps, [("qa", 0, 3)], Layout(8, (), 1), "test", "pld")
+    assert row["round_ms"] == 12.0  # the whole model over the root and 8 lookup tokens
+    with pytest.raises(ValueError, match="shallow step was timed over 1..16 rows, not 32"):
+        costs.project(steps, [("qa", 1, 2)], Layout(0, (32,), 32), "test", "kangaroo-tree")
     with pytest.raises(ValueError, match="no rounds"):
-        costs.project(steps, [], "test")
+        costs.project(steps, [], chain, "test")
 
 
 def test_shaped_model_names_its_shapes():
@@ -53,21 +79,24 @@ def test_shaped_model_names_its_shapes():
 
 
 def test_bench_captures_each_method_once(tiny, tmp_path, monkeypatch):
-    """The bench reserves its longest cache first and AR's and Kangaroo's graphs coexist, so that
+    """The bench reserves its longest cache first and every method's graphs coexist, so that
     interleaving methods never recaptures (or recompiles) inside a timed turn."""
     built = []
-    init = GreedyGraphs.__init__
-    monkeypatch.setattr(GreedyGraphs, "__init__", lambda self, *a, **k: (built.append(a[1]), init(self, *a, **k))[1])
+    ar_init, round_init = graphs.ARGraph.__init__, RoundSteps.__init__
+    monkeypatch.setattr(graphs.ARGraph, "__init__", lambda self, *a, **k: (built.append("ar"), ar_init(self, *a, **k))[1])
+    monkeypatch.setattr(RoundSteps, "__init__",
+                        lambda self, *a, **k: (built.append(a[2]), round_init(self, *a, **k))[1])
     monkeypatch.setattr(bench, "engine_runner", _graph_runner)
-    bench.benchmark(tiny, QUESTIONS, "ar,kangaroo", tmp_path, max_new_tokens=120, progress=False)  # turn 2 > 256
-    assert len(built) == 2  # one set for ar (adapter None), one for kangaroo: during the warm-up, never again
-    assert built[0] is None and built[1] is not None
+    bench.benchmark(tiny, QUESTIONS, "ar,kangaroo,pld,kangaroo+lookup", tmp_path, max_new_tokens=120,
+                    progress=False)  # turn 2 > 256
+    assert len(built) == 4  # one set per method: during the warm-up, never again
+    assert built[0] == "ar" and len(set(built[1:])) == 3
 
 
 def _graph_runner(model, method, adapter, opts):
     def run(prompt_ids, max_new_tokens):
-        res = generate(model, prompt_ids, adapter=adapter, method=method, threshold=opts.threshold,
-                       max_draft=opts.max_draft, max_new_tokens=max_new_tokens, cuda_graphs=GraphOptions())
+        res = generate(model, prompt_ids, adapter=adapter, method=method, options=opts,
+                       max_new_tokens=max_new_tokens, cuda_graphs=GraphOptions())
         return bench.Generated(res.token_ids, res.accept_lengths, [len(r.drafts) for r in res.trace])
     return run
 
@@ -91,7 +120,7 @@ def test_cli_bench_trace_and_costs(tmp_path):
     qfile.write_text("\n".join(json.dumps({"question_id": q.question_id, "category": q.category, "turns": q.turns})
                                for q in QUESTIONS))
     out = tmp_path / "out"
-    code = main(["bench", "--model", "tiny-random", "--questions", str(qfile), "--methods", "ar,kangaroo",
+    code = main(["bench", "--model", "tiny-random", "--questions", str(qfile), "--methods", "ar,kangaroo,pld",
                  "--max-new-tokens", "6", "--out", str(out), "--trace", "--costs"])
     assert code == 0
     assert (out / "draft_trace.csv").is_file() and (out / "step_times.csv").is_file()
@@ -104,7 +133,7 @@ def test_cli_bench_trace_and_costs(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--methods", "ar", "--costs"], "add kangaroo"),
+    (["--methods", "ar", "--costs"], "add one to --methods"),
     (["--sweep", "threshold", "--trace"], "do not apply to --sweep"),
 ])
 def test_cli_bench_refuses_extras_that_cannot_run(args, message, capsys):

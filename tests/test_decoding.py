@@ -1,4 +1,5 @@
-"""Losslessness: greedy Kangaroo == greedy AR token for token; sampling reproduces the target distribution."""
+"""Losslessness: every method's greedy output == greedy AR token for token; sampling reproduces the
+target distribution; the draft's caches stay consistent with an uncached recompute."""
 
 import math
 
@@ -6,11 +7,13 @@ import pytest
 import torch
 
 from kangaroo_lab import decoding, generate, new_adapter
+from kangaroo_lab.adapter import Adapter
 from kangaroo_lab.data import load_minibench, training_prompts
-from kangaroo_lab.decoding import Sampler, speculative_accept
+from kangaroo_lab.decoding import Sampler, sample_accept
 from kangaroo_lab.explore import exact_marginals
 from kangaroo_lab.graphs import GraphOptions
 from kangaroo_lab.models import load_model
+from kangaroo_lab.rounds import RoundSteps
 
 # (exit layer, variant, threshold, max_draft): early and late exits, trained-like and plain heads,
 # thresholds from "always draft to gamma" to "one draft per round"
@@ -18,10 +21,31 @@ TINY_SETTINGS = [
     (1, "attention", 0.0, 1), (2, "attention", 0.6, 6), (3, "attention", 0.3, 3), (2, "attention", 1.0, 4),
     (2, "attention+ffn", 0.1, 5), (1, "linear", 0.0, 8), (3, "none", 0.05, 6),
 ]
+# (method, options): lookup lengths and n-grams; trees narrow and wide, shallow and deep, with eta on the
+# device (a mask) and on the host; the hybrid with short and long lookups
+TREE_SETTINGS = [
+    ("pld", dict(lookup_tokens=1, n_max=1)), ("pld", dict(lookup_tokens=8, n_max=3)),
+    ("pld", dict(lookup_tokens=16, n_max=4)),
+    ("kangaroo-tree", dict(top_k=1, node_budget=4, max_draft=3)),
+    ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=4, threshold=0.0)),
+    ("kangaroo-tree", dict(top_k=4, node_budget=32, max_draft=5, threshold=0.2, early_exit="device")),
+    ("kangaroo-tree", dict(top_k=8, node_budget=64, max_draft=3, threshold=0.1, early_exit="host")),
+    ("kangaroo-tree", dict(top_k=3, node_budget=9, max_draft=2)),
+    ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3, lookup_tokens=8)),
+    ("kangaroo+lookup", dict(top_k=2, node_budget=12, max_draft=2, lookup_tokens=4, threshold=0.3)),
+    ("kangaroo+lookup", dict(top_k=4, node_budget=40, max_draft=4, lookup_tokens=16, early_exit="host",
+                             threshold=0.05)),
+    ("kangaroo", dict(threshold=0.6, max_draft=6, early_exit="device")),
+]
 
 
 def tiny_prompts(n):
     return [" ".join(q.turns[0].split()[:12]) for q in training_prompts(n, seed=3)]
+
+
+def repetitive_prompts(n):
+    """Prompts with repeats, so that prompt lookup finds matches on the byte-level tiny model."""
+    return [p + " | " + p for p in tiny_prompts(n)]
 
 
 @pytest.mark.parametrize("exit_layer,variant,threshold,max_draft", TINY_SETTINGS)
@@ -37,15 +61,41 @@ def test_greedy_kangaroo_equals_ar_tiny_random(tiny, exit_layer, variant, thresh
     assert accepted > 0  # the comparison covered accepted drafts, not only rejections
 
 
+def whole_branches(res) -> int:
+    """Rounds whose accepted path ends at a leaf of the round's tree (a whole branch accepted)."""
+    n = 0
+    for r in res.trace:
+        if r.accepted:
+            last = r.accepted_indices[-1]
+            parents = r.parents if r.parents is not None else list(range(-1, len(r.drafts) - 1))
+            n += last not in parents
+    return n
+
+
+@pytest.mark.parametrize("method,options", TREE_SETTINGS)
+def test_greedy_trees_and_lookup_equal_ar_tiny_random(tiny, method, options):
+    """Every setting on 12 prompts with repeats; a late exit without adapter drafts well enough for
+    deep trees, so whole branches get accepted too."""
+    adapter = new_adapter(tiny, 3, "none")
+    accepted = branches = 0
+    for prompt in repetitive_prompts(12):
+        ar = generate(tiny, prompt, method="ar", max_new_tokens=40)
+        res = generate(tiny, prompt, adapter=adapter, method=method, max_new_tokens=40, **options)
+        assert res.token_ids == ar.token_ids, (prompt, method, options)
+        accepted += sum(res.draft_accepted)
+        branches += whole_branches(res)
+    assert accepted > 0 and branches > 0
+
+
 SMOL_SETTINGS = [(2, "attention", 0.6, 6), (28, "none", 0.0, 4), (29, "attention", 0.3, 8), (15, "none", 0.6, 3)]
 
 
 @pytest.mark.slow
 def test_greedy_kangaroo_equals_ar_smollm2(smol):
-    """24 mini-bench prompts, each under one of four (exit layer, threshold, max_draft) settings."""
+    """12 mini-bench prompts, each under one of four (exit layer, threshold, max_draft) settings."""
     adapters = {s: new_adapter(smol, s[0], s[1]) for s in SMOL_SETTINGS}
     full_rounds = 0
-    for i, q in enumerate(load_minibench()[:48:2]):
+    for i, q in enumerate(load_minibench()[:48:4]):
         setting = SMOL_SETTINGS[i % len(SMOL_SETTINGS)]
         ar = generate(smol, q.turns[0], method="ar", max_new_tokens=24)
         kg = generate(smol, q.turns[0], adapter=adapters[setting], threshold=setting[2], max_draft=setting[3],
@@ -53,6 +103,28 @@ def test_greedy_kangaroo_equals_ar_smollm2(smol):
         assert kg.token_ids == ar.token_ids, (q.question_id, setting)
         full_rounds += sum(r.accepted == len(r.drafts) > 0 for r in kg.trace)
     assert full_rounds > 0  # rounds where every draft was accepted (bonus token + adapter gap) were covered
+
+
+@pytest.mark.slow
+def test_greedy_trees_and_lookup_equal_ar_smollm2(smol):
+    """The shipped adapter (trained, exit layer 2) drafting trees, prompt lookup and the hybrid on
+    mini-bench prompts of every category, under two settings each."""
+    from kangaroo_lab import load_adapter
+
+    adapter = load_adapter(smol)
+    settings = [("pld", dict(lookup_tokens=16)), ("pld", dict(lookup_tokens=4, n_max=2)),
+                ("kangaroo-tree", dict(top_k=4, node_budget=32, max_draft=4)),
+                ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=6, threshold=0.1, early_exit="host")),
+                ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3)),
+                ("kangaroo+lookup", dict(top_k=8, node_budget=48, max_draft=4, lookup_tokens=16, threshold=0.05))]
+    branches = 0
+    for i, q in enumerate(load_minibench()[3::10]):  # one question per category
+        ar = generate(smol, q.turns[0], method="ar", max_new_tokens=32)
+        for method, options in settings[i % 2::2]:
+            res = generate(smol, q.turns[0], adapter=adapter, method=method, max_new_tokens=32, **options)
+            assert res.token_ids == ar.token_ids, (q.question_id, method, options)
+            branches += whole_branches(res)
+    assert branches > 0
 
 
 def budgets(res, max_draft, max_new_tokens):
@@ -114,83 +186,216 @@ def chi_square(samples: list[int], probs: torch.Tensor, min_expected: float = 5.
     return stat, crit
 
 
-def sample_kangaroo(model, adapter, prompt, n, **kw):
+def sample(model, adapter, prompt, n, method="kangaroo", **kw):
     model = type(model)(**{**model.__dict__, "eos_token_ids": frozenset()})  # no early stop: fixed length
-    return [generate(model, prompt, adapter=adapter, seed=s, max_new_tokens=3, **kw).token_ids for s in range(n)]
+    return [generate(model, prompt, adapter=adapter, method=method, seed=s, max_new_tokens=3, **kw) for s in range(n)]
 
 
-SAMPLING = dict(temperature=0.7, top_p=0.95, threshold=0.0, max_draft=3)
+SAMPLING = dict(temperature=0.7, top_p=0.95)
+METHOD_SAMPLING = {  # the paper's chain (drafts drawn from q), prompt lookup, a tree (top-k siblings)
+    "kangaroo": dict(threshold=0.0, max_draft=3),
+    "pld": dict(lookup_tokens=3, n_max=2),
+    "kangaroo-tree": dict(threshold=0.0, top_k=3, node_budget=10, max_draft=3),
+}
 N_SAMPLES = 3000
 
 
 @pytest.fixture(scope="module")
 def sampling_setup(tiny):
-    prompt = tiny.encode("Once upon a time")
+    prompt = tiny.encode("Once upon a time, a time")
     exact = exact_marginals(tiny, prompt, Sampler(SAMPLING["temperature"], SAMPLING["top_p"], 0, tiny.device))
-    return prompt, new_adapter(tiny, 2, seed=7), exact
+    return prompt, new_adapter(tiny, 3, "none"), exact
 
 
-def test_sampling_matches_target_distribution(tiny, sampling_setup):
+@pytest.fixture
+def greedy_lookup(tiny, monkeypatch):
+    """Prompt lookup whose 'match' is the target's own greedy continuation of the committed tokens.
+
+    On the random tiny model real n-gram matches are rarely accepted, which would leave a sampling
+    test without power; any proposal that depends on the committed tokens alone keeps the rule exact,
+    and this one gets accepted often, so a broken rule shows."""
+    from kangaroo_lab.lookup import PromptLookup
+
+    def propose(self):
+        seq = list(self.tokens)
+        with torch.inference_mode():
+            for _ in range(self.lookup_tokens):
+                seq.append(int(tiny.engine.head(tiny.engine.hidden_states(torch.tensor([seq]))[-1])[0, -1].argmax()))
+        return seq[len(self.tokens):], 1
+    monkeypatch.setattr(PromptLookup, "propose", propose)
+
+
+@pytest.mark.parametrize("method", list(METHOD_SAMPLING))
+def test_sampling_matches_target_distribution(tiny, sampling_setup, method, request):
     prompt, adapter, (m1, m2) = sampling_setup
-    out = sample_kangaroo(tiny, adapter, prompt, N_SAMPLES, **SAMPLING)
+    if method == "pld":
+        request.getfixturevalue("greedy_lookup")
+    out = sample(tiny, adapter, prompt, N_SAMPLES, method, **SAMPLING, **METHOD_SAMPLING[method])
+    assert sum(sum(r.draft_accepted) for r in out) > N_SAMPLES // 10  # drafts were proposed and accepted
     for position, exact in [(1, m1), (2, m2)]:  # tokens 2 and 3 come through the acceptance rule
-        stat, crit = chi_square([t[position] for t in out], exact)
-        assert stat < crit, f"token {position + 1}: chi2 {stat:.1f} >= {crit:.1f}"
+        stat, crit = chi_square([r.token_ids[position] for r in out], exact)
+        assert stat < crit, f"{method}, token {position + 1}: chi2 {stat:.1f} >= {crit:.1f}"
 
 
-def always_accept(logits, drafts, q, sampler):
-    """A broken rule: accept every draft and draw the bonus token from p."""
-    k = drafts.shape[0]
-    return torch.tensor(k), sampler.draw(sampler.probs(logits[k]))
+def broken_rule(update_residual: bool = True, accept_all: bool = False):
+    """`sample_accept` with one mistake: the residual not updated after a rejected candidate, or every
+    candidate accepted."""
+
+    def rule(tokens, parents, valid, p, q, sampler):
+        children = {}
+        for i in range(1, len(tokens)):
+            if valid[i]:
+                children.setdefault(parents[i], []).append(i)
+        node, path = 0, [0]
+        while True:
+            r = p[node]
+            for c in children.get(node, []):
+                x = tokens[c]
+                u = torch.rand((), generator=sampler.generator)
+                qx = q[c, x] if q is not None else 1.0
+                if accept_all or u * qx < r[x]:
+                    path.append(c)
+                    node = c
+                    break
+                if update_residual:
+                    r = (r - q[c]).clamp_min(0) if q is not None else r.index_fill(0, torch.tensor([x]), 0.0)
+                    r = r / r.sum()
+            else:
+                return path, sampler.draw(r).view(1), 0
+    return rule
 
 
-def greedy_residual(logits, drafts, q, sampler):
-    """Another broken rule: correct acceptance test, but resample from p instead of norm(max(p - q, 0))."""
-    n, _ = speculative_accept(logits, drafts, q, sampler)
-    return n, sampler.draw(sampler.probs(logits[n]))
-
-
-@pytest.mark.parametrize("broken", [always_accept, greedy_residual])
-def test_the_same_test_catches_a_broken_rule(tiny, sampling_setup, monkeypatch, broken):
+@pytest.mark.parametrize("method,broken", [
+    ("kangaroo", broken_rule(accept_all=True)),
+    ("kangaroo", broken_rule(update_residual=False)),  # a chain: resampling from p instead of norm(max(p - q, 0))
+    ("pld", broken_rule(accept_all=True)),
+    ("kangaroo-tree", broken_rule(update_residual=False)),  # siblings tried against a stale residual
+])
+def test_the_same_test_catches_a_broken_rule(tiny, sampling_setup, monkeypatch, method, broken, request):
     prompt, adapter, (m1, m2) = sampling_setup
-    monkeypatch.setattr(decoding, "speculative_accept", broken)
-    out = sample_kangaroo(tiny, adapter, prompt, N_SAMPLES, **SAMPLING)
-    stat, crit = chi_square([t[1] for t in out], m1)
-    assert stat > crit, f"the broken rule {broken.__name__} went unnoticed: chi2 {stat:.1f} < {crit:.1f}"
+    if method == "pld":
+        request.getfixturevalue("greedy_lookup")
+    monkeypatch.setattr(decoding, "sample_accept", broken)
+    out = sample(tiny, adapter, prompt, N_SAMPLES, method, **SAMPLING, **METHOD_SAMPLING[method])
+    stat, crit = chi_square([r.token_ids[1] for r in out], m1)
+    assert stat > crit, f"the broken rule went unnoticed on {method}: chi2 {stat:.1f} < {crit:.1f}"
+
+
+def first_emitted(path, token, tokens) -> int:
+    return tokens[path[1]] if len(path) > 1 else int(token)
 
 
 def test_acceptance_rule_alone_reproduces_p():
-    """speculative_accept on fixed p, q: the first emitted token is distributed as p_0."""
+    """sample_accept on fixed p: the first emitted token is distributed as p_0, for a chain of drafts
+    drawn from q and for fixed sibling candidates (point masses, tried one after another)."""
     g = torch.Generator().manual_seed(0)
-    V, k, trials = 6, 3, 12000
-    p = torch.softmax(torch.randn(k + 1, V, generator=g) * 1.5, -1)
-    q = torch.softmax(torch.randn(k, V, generator=g) * 1.5, -1)
+    V, trials = 6, 12000
+    p = torch.softmax(torch.randn(4, V, generator=g) * 1.5, -1)
+    q = torch.softmax(torch.randn(4, V, generator=g) * 1.5, -1)
     sampler = Sampler(1.0, 1.0, 0, torch.device("cpu"))
-    first = []
+    chain, siblings = [], []
+    q_by_node = torch.cat([torch.zeros(1, V), q[:3]])  # row c: the distribution node c's token was drawn from
     for _ in range(trials):
-        drafts = torch.multinomial(q, 1, generator=g).view(-1)
-        n, nxt = speculative_accept(p.log(), drafts, q, sampler)
-        first.append(int(drafts[0]) if n > 0 else int(nxt))
-    stat, crit = chi_square(first, p[0])
-    assert stat < crit
-    wrong_stat, _ = chi_square(first, q[0])  # and the test has power: q_0 is rejected
-    assert wrong_stat > crit
+        drafts = [torch.multinomial(q[i], 1, generator=g).item() for i in range(3)]
+        path, token, _ = sample_accept([0, *drafts], [-1, 0, 1, 2], [True] * 4, p, q_by_node, sampler)
+        chain.append(first_emitted(path, token, [0, *drafts]))
+        candidates = [0, 2, 5, 1]  # three siblings below the root, their order fixed
+        path, token, _ = sample_accept(candidates, [-1, 0, 0, 0], [True] * 4, p, None, sampler)
+        siblings.append(first_emitted(path, token, candidates))
+    for first in (chain, siblings):
+        stat, crit = chi_square(first, p[0])
+        assert stat < crit
+        wrong_stat, _ = chi_square(first, (p[0] + q[0]) / 2)  # and the test has power
+        assert wrong_stat > crit
+    assert len(set(siblings)) == V  # the residual after rejected siblings reaches every token
 
 
-@pytest.mark.parametrize("fixed_rows", [True, False])
-@pytest.mark.parametrize("exit_layer,variant,threshold,max_draft", TINY_SETTINGS[:4])
-def test_static_graph_steps_are_lossless_too(tiny, exit_layer, variant, threshold, max_draft, fixed_rows):
-    """The fixed-shape steps that CUDA graphs capture (run eagerly here, on the CPU) == AR."""
-    adapter = new_adapter(tiny, exit_layer, variant, seed=exit_layer)
-    graphs = GraphOptions(fixed_rows=fixed_rows)
-    for prompt in tiny_prompts(8):
+# ------------------------------------------------------------------------------- draft caches
+def record_root_drafts(monkeypatch) -> list:
+    """Patch RoundSteps so that each round's first draft step records the root's draft logits."""
+    seen = []
+    grow = RoundSteps._grow
+
+    def recording(self, level, parents, logits):
+        if level == 1:
+            seen.append(logits[0].clone())
+        return grow(self, level, parents, logits)
+    monkeypatch.setattr(RoundSteps, "_grow", recording)
+    return seen
+
+
+def uncached_draft_logits(model, adapter, seq: list[int]) -> torch.Tensor:
+    """The draft's logits after `seq`, recomputed without any cache: shallow layers and adapter over
+    the whole sequence at once."""
+    with torch.inference_mode():
+        h = model.engine.hidden_states(torch.tensor([seq]), upto=adapter.exit_layer)[-1]
+        return model.engine.lm_head(adapter(h, start=None)[0, -1])
+
+
+def draft_cache_errors(model, adapter, monkeypatch, method, **options) -> list[float]:
+    """Per round: max |cached draft logits - uncached recompute| at the round's root."""
+    seen = record_root_drafts(monkeypatch)
+    res = generate(model, "abcabc hello abcabc hello", adapter=adapter, method=method, max_new_tokens=40, **options)
+    errors, done = [], 1  # the prefill emitted the first token
+    for logits, r in zip(seen, res.trace):
+        errors.append(float((logits - uncached_draft_logits(model, adapter, res.prompt_ids + res.token_ids[:done])).abs().max()))
+        done += r.accepted + 1
+    return errors
+
+
+@pytest.mark.parametrize("method,options", [
+    ("kangaroo", dict(threshold=0.0, max_draft=4)), ("kangaroo", dict(threshold=0.0, max_draft=1)),
+    ("kangaroo-tree", dict(top_k=3, node_budget=16, max_draft=4)),
+    ("kangaroo+lookup", dict(top_k=2, node_budget=16, max_draft=3, lookup_tokens=6)),
+])
+def test_cached_draft_distributions_equal_an_uncached_recompute(tiny, monkeypatch, method, options):
+    """At every round the draft at the root, computed from the caches (shallow layers and adapter,
+    filled while drafting, verifying and compacting), equals the draft recomputed over the committed
+    sequence from scratch."""
+    adapter = new_adapter(tiny, 3, "attention", seed=4)
+    errors = draft_cache_errors(tiny, adapter, monkeypatch, method, **options)
+    assert len(errors) > 5 and max(errors) <= 1e-4, errors
+
+
+def test_a_missing_adapter_cache_write_is_caught(tiny, monkeypatch):
+    """The control: verification skips the adapter's KV write for the last level of drafts (one draft
+    per round here, so every accepted draft is a last one). Greedy output is still exact (it costs
+    acceptance, not losslessness), but the cached drafts drift from a recompute."""
+    adapter = new_adapter(tiny, 3, "attention", seed=4)
+    monkeypatch.setattr(Adapter, "write_kv", lambda self, h, start: None)
+    ar = generate(tiny, "abcabc hello abcabc hello", method="ar", max_new_tokens=40)
+    res = generate(tiny, "abcabc hello abcabc hello", adapter=adapter, threshold=0.0, max_draft=1, max_new_tokens=40)
+    assert res.token_ids == ar.token_ids and sum(res.draft_accepted) > 0
+    errors = draft_cache_errors(tiny, adapter, monkeypatch, "kangaroo", threshold=0.0, max_draft=1)
+    assert max(errors) > 1e-3, errors  # 10x the tolerance of the test above (which sees ~1e-6)
+
+
+STATIC_SETTINGS = [("kangaroo", dict(threshold=t, max_draft=g)) for _, _, t, g in TINY_SETTINGS[:4]] + [
+    ("pld", dict(lookup_tokens=8)), ("kangaroo-tree", dict(top_k=3, node_budget=20, max_draft=4, threshold=0.1)),
+    ("kangaroo+lookup", dict(top_k=2, node_budget=20, max_draft=3, lookup_tokens=6, early_exit="host",
+                             threshold=0.05)),
+]
+
+
+@pytest.mark.parametrize("graphs", [GraphOptions(fixed_rows=True), GraphOptions(fixed_rows=64),
+                                    GraphOptions(), GraphOptions(bucket_rows=False)], ids=str)
+@pytest.mark.parametrize("method,options", STATIC_SETTINGS)
+def test_static_graph_steps_are_lossless_too(tiny, method, options, graphs):
+    """The steps that CUDA graphs capture, with fixed, power-of-two or natural rows (run eagerly here,
+    on the CPU) == AR, and round for round the same trees as the plain steps."""
+    if graphs.fixed_rows is True and method != "kangaroo":
+        pytest.skip("fixed_rows=True means the chain's gamma + 1 rows; trees take an int")
+    adapter = new_adapter(tiny, 3, "none")
+    for prompt in repetitive_prompts(6):
         ar = generate(tiny, prompt, method="ar", max_new_tokens=40)
-        ar_static = generate(tiny, prompt, method="ar", max_new_tokens=40, max_draft=max_draft, cuda_graphs=graphs)
-        kg = generate(tiny, prompt, adapter=adapter, threshold=threshold, max_draft=max_draft, max_new_tokens=40,
-                      cuda_graphs=graphs)
-        eager = generate(tiny, prompt, adapter=adapter, threshold=threshold, max_draft=max_draft, max_new_tokens=40)
-        assert ar_static.token_ids == kg.token_ids == ar.token_ids, prompt
-        assert [(r.drafts, r.accepted) for r in kg.trace] == [(r.drafts, r.accepted) for r in eager.trace]
+        ar_static = generate(tiny, prompt, method="ar", max_new_tokens=40, max_draft=options.get("max_draft", 6),
+                             cuda_graphs=graphs)
+        static = generate(tiny, prompt, adapter=adapter, method=method, max_new_tokens=40, cuda_graphs=graphs,
+                          **options)
+        eager = generate(tiny, prompt, adapter=adapter, method=method, max_new_tokens=40, **options)
+        assert ar_static.token_ids == static.token_ids == ar.token_ids, prompt
+        assert [(r.drafts, r.parents, r.accepted) for r in static.trace] == \
+               [(r.drafts, r.parents, r.accepted) for r in eager.trace]
 
 
 def test_fixed_rows_make_bf16_kangaroo_identical_to_bf16_ar():
@@ -211,20 +416,40 @@ def test_fixed_rows_make_bf16_kangaroo_identical_to_bf16_ar():
     assert accepted_runs > 0
 
 
+def test_fixed_rows_make_bf16_trees_identical_to_bf16_ar():
+    """The same for a tree with a lookup branch: every step over 32 rows, in AR too."""
+    model = load_model("tiny-random", seed=3, dtype=torch.bfloat16)
+    adapter = new_adapter(model, 3, "none")
+    graphs = GraphOptions(fixed_rows=32)
+    options = dict(top_k=3, node_budget=26, max_draft=4, lookup_tokens=8)
+    branches = 0
+    for prompt in repetitive_prompts(12):
+        ar = generate(model, prompt, method="ar", max_new_tokens=48, cuda_graphs=graphs)
+        res = generate(model, prompt, adapter=adapter, method="kangaroo+lookup", max_new_tokens=48, cuda_graphs=graphs,
+                       **options)
+        assert res.token_ids == ar.token_ids, prompt
+        branches += whole_branches(res)
+    assert branches > 0
+
+
 def test_layer_calls_trace_as_one_compiled_function(tiny):
-    """torch.compile (backend "eager" here: tracing only) takes every layer call in one graph per
-    shape, with no graph breaks; the compiled steps stay lossless."""
+    """torch.compile (backend "eager" here: tracing only) takes every layer call, and each piece of
+    a round's glue (the mask, tree growth, acceptance + compaction), in one graph per shape, with no
+    graph breaks; the compiled steps stay lossless."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
     adapter = new_adapter(tiny, 2, seed=1)
-    graphs = GraphOptions(fixed_rows=True, compile="eager")
+    graphs = GraphOptions(fixed_rows=32, compile="eager")
     for prompt in tiny_prompts(3):
         ar = generate(tiny, prompt, method="ar", max_new_tokens=24, cuda_graphs=False)
-        kg = generate(tiny, prompt, adapter=adapter, max_new_tokens=24, cuda_graphs=graphs)
-        assert kg.token_ids == ar.token_ids
-    assert counters["stats"]["unique_graphs"] <= 3  # a block, the adapter (+ one recompile at most)
+        res = generate(tiny, prompt, adapter=adapter, method="kangaroo-tree", max_new_tokens=24, cuda_graphs=graphs)
+        assert res.token_ids == ar.token_ids
+    # the block and the adapter over 32 rows; the mask; tree growth from the root (1 parent -> 4 nodes),
+    # level 1 (4 -> 6) and the next levels (6 -> 6); acceptance + compaction: one graph each, built
+    # during the capture and never again
+    assert counters["stats"]["unique_graphs"] <= 7
     assert not counters["graph_break"]
 
 
