@@ -72,20 +72,21 @@ def summary_row(method, res, ar, first):
 
 
 def sweep_settings():
-    s = [{"method": "pld", "lookup_tokens": n} for n in (4, 8, 12, 16)]
-    for method in ("kangaroo-tree", "kangaroo+lookup"):
-        for budget in (16, 32, 64):
-            for depth in (3, 4, 6):
-                s.append({"method": method, "node_budget": budget, "max_draft": depth, "top_k": 4})
-        for k in (2, 8):
-            s.append({"method": method, "node_budget": 32, "max_draft": 4, "top_k": k})
-        for eta in (0.05, 0.2):
-            s.append({"method": method, "node_budget": 32, "max_draft": 6, "top_k": 4, "threshold": eta,
-                      "early_exit": "host"})
-        s.append({"method": method, "node_budget": 32, "max_draft": 4, "top_k": 4, "threshold": 0.05,
-                  "early_exit": "device"})
-    s.append({"method": "kangaroo", "early_exit": "device"})
-    s.append({"method": "kangaroo"})
+    s = [{"method": "pld", "lookup_tokens": n} for n in (8, 12, 16, 24, 32)]
+    tree = [{"node_budget": b, "max_draft": d, "top_k": 4} for b in (16, 32, 64) for d in (2, 3, 4)]
+    tree += [{"node_budget": 32, "max_draft": 3, "top_k": k} for k in (2, 8)]
+    tree += [{"node_budget": 32, "max_draft": 6, "top_k": 4, "threshold": t, "early_exit": "host"} for t in (0.1, 0.3)]
+    tree += [{"node_budget": 32, "max_draft": 3, "top_k": 4, "threshold": 0.1, "early_exit": "device"}]
+    s += [{"method": "kangaroo-tree", **t} for t in tree]
+    hybrid = [{"node_budget": b, "max_draft": d, "top_k": 4, "lookup_tokens": 16} for b in (24, 32, 48) for d in (1, 2, 3)]
+    hybrid += [{"node_budget": 16, "max_draft": d, "top_k": 4, "lookup_tokens": 8} for d in (2, 3)]
+    hybrid += [{"node_budget": 32, "max_draft": 2, "top_k": k, "lookup_tokens": 16} for k in (2, 8)]
+    hybrid += [{"node_budget": 32, "max_draft": 4, "top_k": 4, "lookup_tokens": 16, "threshold": t,
+                "early_exit": "host"} for t in (0.1, 0.3)]
+    hybrid += [{"node_budget": 32, "max_draft": 2, "top_k": 4, "lookup_tokens": 16, "threshold": 0.1,
+                "early_exit": "device"}]
+    s += [{"method": "kangaroo+lookup", **h} for h in hybrid]
+    s += [{"method": "kangaroo", "early_exit": "device"}, {"method": "kangaroo"}]
     return s
 
 
