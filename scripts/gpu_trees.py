@@ -87,7 +87,12 @@ def sweep_settings():
                 "early_exit": "device"}]
     s += [{"method": "kangaroo+lookup", **h} for h in hybrid]
     s += [{"method": "kangaroo", "early_exit": "device"}, {"method": "kangaroo"}]
-    return s
+    unique = {}
+    for setting in s:  # settings whose budget leaves the same tree are run once
+        opts = replace(METHOD_DEFAULTS[setting["method"]], **{k: v for k, v in setting.items() if k != "method"})
+        key = (setting["method"], method_layout(setting["method"], opts), opts.threshold, opts.early_exit)
+        unique.setdefault(key, setting)
+    return list(unique.values())
 
 
 def best_options(sweep_csv: Path) -> dict:
