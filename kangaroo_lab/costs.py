@@ -237,3 +237,32 @@ def measure(model: Model, adapter: Adapter, runs: dict[str, tuple[Layout, Sequen
     if projection:
         write_csv(out / "projection_7b.csv", projection, PROJECTION_COLUMNS)
     return steps, projection
+
+
+def project_stored(bench_dir, shape: str = "vicuna-7b-shaped (random weights)", source: str | None = None) -> Path:
+    """The projection from stored files alone (no GPU): the step times of `shape` in
+    bench_dir/step_times.csv and the rounds of every speculative method in bench_dir/answers/, with
+    the trees of bench_dir/run.json -> bench_dir/projection_7b.csv."""
+    import csv
+    import json
+
+    from .bench import rounds_from_answers, write_csv
+    from .decoding import DecodeOptions, method_layout
+
+    bench_dir = Path(bench_dir)
+    with open(bench_dir / "step_times.csv", encoding="utf-8") as f:
+        steps = [{**r, "tokens": int(r["tokens"]), "ms": float(r["ms"])} for r in csv.DictReader(f) if r["shape"] == shape]
+    if not steps:
+        raise ValueError(f"{bench_dir / 'step_times.csv'} holds no step times of {shape!r}")
+    run = json.loads((bench_dir / "run.json").read_text())
+    rows = []
+    for method, options in run["options"].items():
+        answers = bench_dir / "answers" / f"{method}.jsonl"
+        if method == "ar" or not answers.is_file():
+            continue
+        engine_method = "kangaroo" if method == "kangaroo-noadapter" else method
+        layout = method_layout(engine_method, DecodeOptions(**options))
+        rows += project(steps, rounds_from_answers(answers), layout,
+                        source or f"rounds: {bench_dir / 'answers'} ({run['model']}, {run['device']}); step times: "
+                                  f"{shape} in {bench_dir / 'step_times.csv'}", engine_method if method != "kangaroo-noadapter" else method)
+    return write_csv(bench_dir / "projection_7b.csv", rows, PROJECTION_COLUMNS)

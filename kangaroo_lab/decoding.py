@@ -85,13 +85,15 @@ class DecodeOptions:
 
 
 DEFAULTS = DecodeOptions()
-# Each method's defaults (see README, "Trees and lookup", for the sweeps they come from).
+# Each method's defaults: the fastest setting of each in the tree sweep on an H200 (README, "Trees and
+# lookup"; figures/data/bench/sweep_tree.csv). On the device, eta can only mask nodes, never save work,
+# so the trees' default is eta = 0 and their depth is the knob.
 METHOD_DEFAULTS = {
     "ar": DEFAULTS,
-    "kangaroo": DEFAULTS,
-    "pld": replace(DEFAULTS, lookup_tokens=8, n_max=3),
-    "kangaroo-tree": replace(DEFAULTS, threshold=0.0, max_draft=5, top_k=4, node_budget=32, early_exit="device"),
-    "kangaroo+lookup": replace(DEFAULTS, threshold=0.0, max_draft=4, top_k=4, node_budget=32, lookup_tokens=8,
+    "kangaroo": DEFAULTS,  # the paper's chain, with the paper's settings
+    "pld": replace(DEFAULTS, lookup_tokens=32, n_max=3),
+    "kangaroo-tree": replace(DEFAULTS, threshold=0.0, max_draft=2, top_k=4, node_budget=64, early_exit="device"),
+    "kangaroo+lookup": replace(DEFAULTS, threshold=0.0, max_draft=2, top_k=4, node_budget=48, lookup_tokens=16,
                                early_exit="device"),
 }
 
