@@ -181,7 +181,7 @@ def choose_adapter(model: Model, path=None, exit_layer: int | None = None, untra
 
 
 # ------------------------------------------------------------------------------------ coloured output
-ACCEPTED, REJECTED, RESET = "\x1b[32m", "\x1b[9;31m", "\x1b[0m"  # green; red + strikethrough
+ACCEPTED, LOOKUP, REJECTED, RESET = "\x1b[32m", "\x1b[36m", "\x1b[9;31m", "\x1b[0m"  # green; cyan; red struck
 # on a terminal, control characters the model emits are shown as symbols (a random model's ESC would garble it)
 _CONTROL_PICTURES = {c: 0x2400 + c for c in range(32) if chr(c) not in "\n\t"}
 
@@ -192,19 +192,20 @@ def use_colour(stream) -> bool:
 
 
 def legend() -> str:
-    return (f"legend: {ACCEPTED}accepted draft{RESET} | {REJECTED}rejected draft{RESET} "
+    return (f"legend: {ACCEPTED}accepted draft{RESET} | {LOOKUP}accepted lookup token{RESET} | "
+            f"{REJECTED}rejected draft{RESET} "
             "| plain = token from the target model")
 
 
 def token_kinds(res: GenerationResult) -> tuple[list[str], dict[int, list[int]]]:
-    """Per generated token, "target" or "accepted"; and the rejected drafts, keyed by the index of
-    the token they were rejected in favour of.
+    """Per generated token, "target", "accepted" (an adapter's draft) or "lookup" (a prompt-lookup
+    token); and the rejected drafts, keyed by the index of the token they were rejected in favour of.
 
     The first token comes from the prefill, before any round; the output may stop (EOS,
     max_new_tokens) inside the last round, so only the first len(res.token_ids) tokens count."""
     kinds, rejected = ["target"], {}
     for r in res.trace:
-        kinds += ["accepted"] * r.accepted
+        kinds += ["lookup" if r.sources and r.sources[i] == "lookup" else "accepted" for i in r.accepted_indices]
         if r.parents is None and r.drafts[r.accepted:]:  # a chain's rejected drafts (a tree's other branches: not shown)
             rejected[len(kinds)] = r.drafts[r.accepted:]
         kinds.append("target")  # the target's correction, or its bonus token when all drafts were accepted
@@ -242,7 +243,7 @@ def token_pieces(ids: list[int], decode) -> list[str]:
 
 
 def segments(res: GenerationResult, decode) -> list[tuple[str, str]]:
-    """(kind, text) in reading order; kind is "target", "accepted" or "rejected" (rejected drafts
+    """(kind, text) in reading order; kind is "target", "accepted", "lookup" or "rejected" (rejected drafts
     sit where they were rejected, just before the target's correction)."""
     kinds, rejected = token_kinds(res)
     ids = res.token_ids
@@ -262,8 +263,8 @@ def render(res: GenerationResult, decode, colour: bool) -> str:
     parts = []
     for kind, text in segments(res, decode):
         text = text.translate(_CONTROL_PICTURES)
-        if kind == "accepted" and text:
-            parts.append(f"{ACCEPTED}{text}{RESET}")
+        if kind in ("accepted", "lookup") and text:
+            parts.append(f"{ACCEPTED if kind == 'accepted' else LOOKUP}{text}{RESET}")
         elif kind == "rejected" and text:  # its line breaks stay visible but out of the layout
             parts.append(f"{REJECTED}{text.replace(chr(10), '⏎')}{RESET}")
         else:

@@ -397,6 +397,9 @@ def generate(model: Model, prompt, adapter: Adapter | None = None, method: str =
         _check_fits(adapter.meta, model, strict=False)
     else:
         adapter = None
+    if method in ("kangaroo-tree", "kangaroo+lookup") and opts.node_budget > model.config.max_seq_len:
+        raise ValueError(f"node_budget={opts.node_budget} is beyond the KV cache of this model's context "
+                         f"({model.config.max_seq_len} tokens); a round's tree must fit in it: lower node_budget")
     layout = method_layout(method, opts)
     prompt_ids = model.encode(prompt, chat=chat)
     _setup_caches(model, adapter, len(prompt_ids), opts.max_new_tokens, layout.size if layout else 0)

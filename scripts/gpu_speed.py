@@ -1,5 +1,9 @@
 """The speed work of issue 4 on one GPU, in stages; everything lands under --out.
 
+Its results in figures/data/bench/ (graph_variants*.csv, rows_identity.csv, sweep_exit_layer.csv,
+sweep_threshold.csv, draft_trace.csv) came from this script at commit e093f28 (the chain before
+trees); it runs on today's API, where the trees' work lives in scripts/gpu_trees.py.
+
     python scripts/gpu_speed.py --model GGUF --out DIR --stages variants,bench,costs,sweeps
 
 variants  the fast path's options side by side (eager graphs / compiled, natural / fixed rows):
@@ -21,6 +25,7 @@ import torch
 from kangaroo_lab import generate, load_adapter, load_model
 from kangaroo_lab import bench, costs
 from kangaroo_lab.data import load_minibench
+from kangaroo_lab.decoding import METHOD_DEFAULTS, method_layout
 from kangaroo_lab.graphs import GraphOptions
 
 VARIANTS = {
@@ -58,7 +63,7 @@ def variants(model, adapter, out: Path, n_questions: int, max_new_tokens: int):
             log(json.dumps(rows[-1]))
         with torch.inference_mode():
             t = time.perf_counter()
-            st = costs.step_times(model, adapter, max_draft=8, options=options, shape="smollm2-135m")
+            st = costs.step_times(model, adapter, rows=range(1, 10), options=options, shape="smollm2-135m")
         for r in st:
             r["variant"] = name
         steps += st
@@ -115,12 +120,13 @@ def extras(model, adapter, out: Path, max_new_tokens: int):
 def run_costs(model, adapter, out: Path):
     """Step times and the 7B projection from the bench stage's kangaroo answers (as `bench --costs`)."""
     rounds = bench.rounds_from_answers(out / "bench" / "answers" / "kangaroo.jsonl")
-    steps, proj = costs.measure(model, adapter, rounds, out / "bench",
+    chain = method_layout("kangaroo", METHOD_DEFAULTS["kangaroo"])
+    steps, proj = costs.measure(model, adapter, {"kangaroo": (chain, rounds)}, out / "bench",
                                 source="kangaroo rounds in bench/answers (SmolLM2-135M, mini-bench, l=2, eta 0.6, gamma 6)")
     for r in steps:
         log(r["shape"], r["step"], r["tokens"], round(r["ms"], 3))
     for r in proj:
-        log("projection", r["category"], round(r["projected_speedup"], 3))
+        log("projection", r["method"], r["category"], round(r["projected_speedup"], 3))
 
 
 def run_sweeps(model, out: Path, max_new_tokens: int):

@@ -61,12 +61,50 @@ def test_greedy_methods_are_lossless_and_ar_is_the_baseline(full_run):
     for category in ("mt_bench", "qa", "overall"):
         assert float(by["ar", category]["speedup_vs_ar"]) == 1.0
         assert by["ar", category]["identical_to_ar"] == ""  # not meaningful for ar itself
-        for method in ("kangaroo", "kangaroo-noadapter"):
+        for method in ("kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup", "kangaroo-noadapter"):
             assert float(by[method, category]["identical_to_ar"]) == 1.0
             assert float(by[method, category]["mean_accepted"]) >= 1.0
         assert by["hf", category]["mean_accepted"] == ""  # transformers reports no rounds
         assert float(by["hf", category]["speedup_vs_hf"]) == 1.0
     assert by["ar", "overall"]["questions"] == "2"
+
+
+def test_rounds_nodes_and_syncs_per_method(full_run):
+    """Tree methods verify many nodes with one host read a round; the paper's chain reads after every
+    draft too; ar reads once per token."""
+    _, rows = read_csv(full_run.out / "summary.csv")
+    by = {r["method"]: r for r in rows if r["category"] == "overall"}
+    assert float(by["ar"]["syncs_per_round"]) == 1.0 and by["ar"]["nodes_per_round"] == ""
+    for method in ("pld", "kangaroo-tree", "kangaroo+lookup"):
+        assert float(by[method]["syncs_per_round"]) == 1.0
+    assert float(by["kangaroo"]["syncs_per_round"]) > 1.0
+    assert float(by["kangaroo-tree"]["nodes_per_round"]) > float(by["kangaroo"]["nodes_per_round"])
+    assert float(by["kangaroo-tree"]["draft_steps_per_round"]) == 2  # the default depth, every round
+    assert all(r["peak_memory_mb"] == "" for r in rows)  # a CPU run: no device memory to report
+    run = json.loads((full_run.out / "run.json").read_text())
+    assert run["trees"]["kangaroo+lookup"] == {"lookup": 16, "levels": [4, 15], "top_k": 4}
+    assert run["options"]["pld"]["lookup_tokens"] == 32 and run["skipped"] == []
+    columns, mismatches = read_csv(full_run.out / "mismatches.csv")
+    assert columns == list(bench.MISMATCH_COLUMNS) and mismatches == []  # fp32 on a CPU: all identical
+
+
+def test_mismatches_name_the_first_differing_token_and_the_top2_gap(tiny):
+    prompt = tiny.encode("hello")
+    ar = TurnRecord("ar", 1, "qa", 0, [5, 6, 7], "", 1.0, [], [], prompt_ids=prompt)
+    same = TurnRecord("pld", 1, "qa", 0, [5, 6, 7], "", 1.0, [], [], prompt_ids=prompt)
+    other = TurnRecord("kangaroo-tree", 1, "qa", 0, [5, 9, 7], "", 1.0, [], [], prompt_ids=prompt)
+    (row,) = bench.find_mismatches(tiny, [ar, same, other], {"device": "d", "versions": "v"})
+    assert (row["method"], row["index"], row["ar_token"], row["method_token"]) == ("kangaroo-tree", 1, 6, 9)
+    assert row["ar_top2_gap"] == pytest.approx(bench.top2_gap(tiny, prompt + [5])) and row["ar_top2_gap"] >= 0
+
+
+def test_a_question_that_cannot_fit_is_skipped_with_a_note(tiny, tmp_path):
+    long = Question(9, "summarization", ["word " * 900])  # ~4500 byte tokens: beyond tiny-random's 1024
+    result = benchmark(tiny, [Question(1, "qa", ["hi"]), long], "ar,pld", tmp_path, max_new_tokens=4,
+                       progress=False)
+    assert {r.question_id for r in result.records} == {1}
+    assert any(n.startswith("skipped summarization question 9") for n in result.notes)
+    assert json.loads((tmp_path / "run.json").read_text())["skipped"][0].startswith("skipped summarization question 9")
 
 
 def test_untrained_adapter_is_announced(full_run):
@@ -224,6 +262,25 @@ def test_threshold_sweep_writes_a_row_per_setting(tiny, tmp_path):
     assert all(float(r["drafts_per_round"]) > 0 and float(r["mean_accepted"]) >= 1 for r in grid)
     # eta = 0 never stops drafting early: every round drafts gamma tokens (or what the budget leaves)
     assert float(on_disk[2]["drafts_per_round"]) > float(on_disk[1]["drafts_per_round"])
+
+
+def test_tree_sweep_writes_each_setting_with_its_tree(tiny, tmp_path):
+    settings = [{"method": "pld", "lookup_tokens": 4},
+                {"method": "kangaroo-tree", "node_budget": 12, "max_draft": 2, "top_k": 3},
+                {"method": "kangaroo+lookup", "node_budget": 16, "max_draft": 2, "lookup_tokens": 6,
+                 "early_exit": "host", "threshold": 0.1}]
+    rows = bench.sweep_tree(tiny, [Question(1, "qa", ("hi hi hi",))], tmp_path, settings=settings, max_new_tokens=8,
+                            progress=False)
+    columns, on_disk = read_csv(tmp_path / "sweep_tree.csv")
+    assert columns == list(SWEEP_COLUMNS) and [r["method"] for r in on_disk] == [
+        "ar", "pld", "kangaroo-tree", "kangaroo+lookup", "ar"]
+    assert (on_disk[1]["lookup_tokens"], on_disk[1]["adapter"]) == ("4", "")  # pld drafts with no adapter
+    assert (on_disk[2]["node_budget"], on_disk[2]["max_draft"], on_disk[2]["top_k"]) == ("12", "2", "3")
+    assert on_disk[3]["early_exit"] == "host" and float(on_disk[3]["syncs_per_round"]) > 1  # a read per level
+    assert float(on_disk[2]["syncs_per_round"]) == 1.0 and float(on_disk[2]["drafts_per_round"]) == 2
+    assert rows[1]["nodes_per_round"] is not None
+    with pytest.raises(ValueError, match="top_k"):
+        bench.sweep_tree(tiny, [Question(1, "qa", ("hi",))], tmp_path, settings=[{"method": "kangaroo-tree", "top_k": 0}])
 
 
 def test_exit_layer_sweep_skips_layers_the_model_lacks(tiny, tmp_path, capsys):

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from kangaroo_lab import GenerationResult, load_model, new_adapter
-from kangaroo_lab.cli import ACCEPTED, REJECTED, main, render, token_kinds, token_pieces, use_colour
+from kangaroo_lab.cli import ACCEPTED, DEMO_METHODS, LOOKUP, REJECTED, main, render, token_kinds, token_pieces, use_colour
+from kangaroo_lab.decoding import HEADLINE_METHOD
 from kangaroo_lab.decoding import Round
 
 TINY = ["--model", "tiny-random"]
@@ -30,6 +31,17 @@ def test_generate_json_both_methods_agree(capsys):
     for key in ("model", "options", "accept_lengths", "mean_accepted", "tokens_per_second", "seconds", "rounds",
                 "draft_confidences", "draft_accepted", "stop_reason"):
         assert key in kg
+
+
+@pytest.mark.parametrize("method", ["pld", "kangaroo-tree", "kangaroo+lookup"])
+def test_generate_json_trees_and_lookup(capsys, method):
+    ar = run_json(capsys, "--prompt", "hi hi hi hi", "--method", "ar")
+    rec = run_json(capsys, "--prompt", "hi hi hi hi", "--method", method, "--lookup-tokens", "4", "--node-budget", "12",
+                   "--max-draft", "2", "--top-k", "3")
+    assert rec["token_ids"] == ar["token_ids"] and rec["syncs_per_round"] == 1.0
+    assert (rec["adapter"] is None) == (method == "pld")
+    assert rec["options"]["lookup_tokens"] == 4 and rec["options"]["node_budget"] == 12
+    assert all(c is None or 0 <= c <= 1 for c in rec["draft_confidences"])  # lookup tokens have no confidence: null
 
 
 def test_generate_warns_about_untrained_adapter_on_stderr(capsys):
@@ -85,6 +97,19 @@ def test_token_kinds_follow_the_trace(tok):
     assert sorted(rejected) == [2, 7] and len(rejected[7]) == 2
 
 
+def test_token_kinds_of_a_tree_round_mark_lookup_tokens(tok):
+    """A tree round: the accepted path (a lookup token, then an adapter draft below it) is coloured
+    by source; a tree's other branches are not shown as rejected."""
+    ids = tok("abcd", add_special_tokens=False).input_ids
+    rnd = Round([ids[1], 99, ids[2], 98], [float("nan"), 0.5, 0.9, 0.4], 2, ids[3], parents=[-1, -1, 0, 1],
+                path=[0, 2], sources=["lookup", "adapter", "adapter", "adapter"])
+    res = GenerationResult("kangaroo+lookup", [0], ids, "abcd", [3], [], [], [], [rnd], 1.0, "length")
+    kinds, rejected = token_kinds(res)
+    assert kinds == ["target", "lookup", "accepted", "target"] and rejected == {}
+    coloured = render(res, decode_with(tok), colour=True)
+    assert LOOKUP in coloured and REJECTED not in coloured
+
+
 def test_token_pieces_keep_multibyte_characters(tok):
     ids = tok("é", add_special_tokens=False).input_ids
     assert token_pieces(ids, decode_with(tok)) == ["", "é"]
@@ -121,21 +146,23 @@ def test_no_colour_off_a_terminal_or_with_no_color(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ demo
-def test_demo_prints_table_for_both_methods(capsys):
+def test_demo_prints_table_for_every_demo_method(capsys):
     assert main(["demo", *TINY, "--max-new-tokens", "8"]) == 0
     out = capsys.readouterr().out
     assert "identical to AR" in out and "UNTRAINED" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("overall")]
-    assert [row[1] for row in rows] == ["ar", "kangaroo"]
-    assert rows[1][-2:] == ["4/4", "yes"]  # greedy Kangaroo reproduced AR on every prompt
+    assert [row[1] for row in rows] == list(DEMO_METHODS) == ["ar", "kangaroo", HEADLINE_METHOD]
+    assert all(row[-2:] == ["4/4", "yes"] for row in rows[1:])  # greedy: every method reproduced AR on every prompt
+    assert f"{HEADLINE_METHOD} runs at" in out
     assert "kangaroo-lab generate" in out and "kangaroo-lab bench" in out
 
 
 def test_demo_json(capsys):
     assert main(["demo", *TINY, "--max-new-tokens", "4", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
-    assert {r["method"] for r in rec["runs"]} == {"ar", "kangaroo"} and rec["environment"]["device"] == "cpu"
-    assert all(r["identical_to_ar"] for r in rec["runs"] if r["method"] == "kangaroo")
+    assert {r["method"] for r in rec["runs"]} == set(DEMO_METHODS) and rec["environment"]["device"] == "cpu"
+    assert all(r["identical_to_ar"] for r in rec["runs"] if r["method"] != "ar")
+    assert set(rec["speedup"]) == set(DEMO_METHODS) - {"ar"} and rec["options"][HEADLINE_METHOD]["top_k"] == 4
 
 
 # ------------------------------------------------------------------------------------ errors

@@ -51,6 +51,13 @@ def test_prompt_of_the_wrong_type(tiny, prompt):
     ("top_p", 0.0, r"top_p must lie in \(0, 1\]"),
     ("top_p", 1.5, r"top_p must lie in \(0, 1\]"),
     ("top_p", math.nan, r"top_p must lie in \(0, 1\]"),
+    ("node_budget", 0, r"node_budget \(nodes per round\) must be an integer >= 1"),
+    ("node_budget", -3, r"node_budget \(nodes per round\) must be an integer >= 1"),
+    ("top_k", 0, r"top_k \(children per node\) must be an integer >= 1"),
+    ("n_max", 0, r"n_max \(longest n-gram looked up\) must be an integer >= 1"),
+    ("lookup_tokens", 0, r"lookup_tokens \(tokens proposed per match\) must be an integer >= 1"),
+    ("lookup_tokens", 1.5, r"lookup_tokens \(tokens proposed per match\) must be an integer >= 1"),
+    ("early_exit", "gpu", r"early_exit must be one of \('host', 'device'\)"),
 ])
 def test_bad_decoding_option(tiny, option, value, message):
     """Checked by DecodeOptions, so generate, the CLI and the benchmarks reject the same values.
@@ -70,11 +77,12 @@ def test_numpy_integer_options_are_accepted(tiny):
 
 # ------------------------------------------------------------------------------ method / adapter
 def test_unknown_method_lists_the_methods(tiny):
-    with pytest.raises(ValueError, match=r"unknown method 'medusa'; choose one of \('ar', 'kangaroo'\)"):
+    with pytest.raises(ValueError, match=r"unknown method 'medusa'; choose one of \('ar', 'kangaroo', 'pld', "
+                                         r"'kangaroo-tree', 'kangaroo\+lookup'\)"):
         generate(tiny, "hi", method="medusa")
 
 
-@pytest.mark.parametrize("kw", [{}, {"method": "kangaroo"}])
+@pytest.mark.parametrize("kw", [{}, {"method": "kangaroo"}, {"method": "kangaroo-tree"}, {"method": "kangaroo+lookup"}])
 def test_kangaroo_without_adapter_says_where_to_get_one(tiny, kw):
     """Kangaroo is the default method, so a bare generate(model, prompt) needs an adapter too."""
     with pytest.raises(ValueError, match=r"needs an adapter: load_adapter\(model\) or new_adapter"):
@@ -91,8 +99,42 @@ def test_adapter_of_another_model(tiny):
         generate(tiny, "hi", adapter=new_adapter(narrow, 2))
 
 
+def test_pld_needs_no_adapter(tiny):
+    ar = generate(tiny, "hi hi hi", method="ar", max_new_tokens=8)
+    assert generate(tiny, "hi hi hi", method="pld", max_new_tokens=8).token_ids == ar.token_ids
+
+
+def test_a_whole_decode_options_is_accepted(tiny):
+    """generate(options=DecodeOptions(...)) uses it whole; keyword arguments still override it."""
+    opts = DecodeOptions(max_new_tokens=5, lookup_tokens=2, n_max=1)
+    res = generate(tiny, "hi hi hi", method="pld", options=opts)
+    assert len(res.token_ids) == 5 and all(len(r.drafts) <= 2 for r in res.trace)
+    assert len(generate(tiny, "hi hi hi", method="pld", options=opts, max_new_tokens=7).token_ids) == 7
+
+
+# ------------------------------------------------------------------------------ trees
+@pytest.mark.parametrize("method,options,message", [
+    ("kangaroo-tree", dict(node_budget=5000), r"node_budget=5000 is beyond the KV cache of this model's context "
+                                              r"\(1024 tokens\)"),
+    ("pld", dict(lookup_tokens=2000), r"beyond the KV cache .*lower node_budget or lookup_tokens"),
+    ("kangaroo+lookup", dict(node_budget=9, lookup_tokens=8), r"node_budget=9 leaves no room for the adapter's drafts: "
+                                                              r"kangaroo\+lookup needs node_budget >= 10"),
+    ("kangaroo-tree", dict(node_budget=1), r"needs node_budget >= 2"),
+])
+def test_tree_settings_that_cannot_work(tiny, method, options, message):
+    with pytest.raises(ValueError, match=message):
+        generate(tiny, "hi", adapter=new_adapter(tiny, 2), method=method, **options)
+
+
+def test_fixed_rows_must_hold_the_tree(tiny):
+    from kangaroo_lab.graphs import GraphOptions
+
+    with pytest.raises(ValueError, match=r"fixed rows=8 cannot hold a tree of \d+ nodes; use rows >= "):
+        generate(tiny, "hi", adapter=new_adapter(tiny, 2), method="kangaroo-tree", cuda_graphs=GraphOptions(fixed_rows=8))
+
+
 # ------------------------------------------------------------------------------ context length
-@pytest.mark.parametrize("method", ["ar", "kangaroo"])
+@pytest.mark.parametrize("method", ["ar", "kangaroo", "pld", "kangaroo+lookup"])
 def test_prompt_beyond_the_context(tiny, method):
     with pytest.raises(ValueError, match=r"context of 1024 tokens; shorten the prompt or lower max_new_tokens"):
         generate(tiny, long_prompt(1000), adapter=new_adapter(tiny, 2), method=method, max_new_tokens=100)
@@ -104,20 +146,23 @@ def no_eos(tiny):
     return type(tiny)(**{**tiny.__dict__, "eos_token_ids": frozenset()})
 
 
-def test_generation_up_to_the_end_of_the_cache(no_eos):
+@pytest.mark.parametrize("method", ["kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup"])
+def test_generation_up_to_the_end_of_the_cache(no_eos, method):
     """A request that ends one position short of the context: the last drafts and verifications
-    touch the end of the KV caches, and greedy Kangaroo still reproduces greedy AR."""
+    touch the end of the KV caches (a tree's nodes lie past the context, in scratch slots that are
+    never kept), and every method still reproduces greedy AR."""
     prompt, budget = long_prompt(1000), CONTEXT - 1000 - 1
     ar = generate(no_eos, prompt, method="ar", max_new_tokens=budget)
-    kg = generate(no_eos, prompt, adapter=new_adapter(no_eos, 2), threshold=0.0, max_new_tokens=budget)
-    assert len(ar.token_ids) == budget and kg.token_ids == ar.token_ids
+    res = generate(no_eos, prompt, adapter=new_adapter(no_eos, 2), method=method, threshold=0.0, max_new_tokens=budget)
+    assert len(ar.token_ids) == budget and res.token_ids == ar.token_ids
 
 
-def test_prompt_plus_max_new_tokens_equal_to_the_context_fits(no_eos):
+@pytest.mark.parametrize("method", ["kangaroo", "kangaroo+lookup"])
+def test_prompt_plus_max_new_tokens_equal_to_the_context_fits(no_eos, method):
     prompt, budget = long_prompt(1000), CONTEXT - 1000
     ar = generate(no_eos, prompt, method="ar", max_new_tokens=budget)
-    kg = generate(no_eos, prompt, adapter=new_adapter(no_eos, 2), threshold=0.0, max_new_tokens=budget)
-    assert len(ar.token_ids) == budget and kg.token_ids == ar.token_ids
+    res = generate(no_eos, prompt, adapter=new_adapter(no_eos, 2), method=method, threshold=0.0, max_new_tokens=budget)
+    assert len(ar.token_ids) == budget and res.token_ids == ar.token_ids
 
 
 # ------------------------------------------------------------------------------ load_model
