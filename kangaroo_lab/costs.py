@@ -165,13 +165,23 @@ class StepCosts:
         return y0 + (y1 - y0) * (rows - x0) / (x1 - x0)
 
 
-def round_ms(costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True) -> float:
-    """The device time of one round that drafted `levels_drafted` adapter levels (module docstring)."""
+def round_ms(costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True,
+             bucket: bool = False) -> float:
+    """The device time of one round that drafted `levels_drafted` adapter levels (module docstring).
+    bucket: steps padded to a power of two rows, as the captured steps run by default."""
+    return sum(round_parts(costs, layout, levels_drafted, draft_model, bucket).values())
+
+
+def round_parts(costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True,
+                bucket: bool = False) -> dict[str, float]:
+    """`round_ms` split into draft, shallow and verify ms."""
+    rows = (lambda n: 1 << (n - 1).bit_length()) if bucket else (lambda n: n)
     if not draft_model:  # prompt lookup: the whole model over the root and the lookup branch
-        return costs("full", layout.nodes(0))
+        return {"draft": 0.0, "shallow": 0.0, "verify": costs("full", rows(layout.nodes(0)))}
     widths = [1 + layout.lookup, *layout.levels]
-    drafting = sum(costs("draft", widths[t]) for t in range(levels_drafted))
-    return drafting + costs("shallow", widths[levels_drafted]) + costs("verify", layout.nodes(levels_drafted))
+    return {"draft": sum(costs("draft", rows(widths[t])) for t in range(levels_drafted)),
+            "shallow": costs("shallow", rows(widths[levels_drafted])),
+            "verify": costs("verify", rows(layout.nodes(levels_drafted)))}
 
 
 def project(steps: Sequence[dict], rounds: Iterable[tuple[str, int, int]], layout: Layout, source: str,
@@ -266,3 +276,49 @@ def project_stored(bench_dir, shape: str = "vicuna-7b-shaped (random weights)", 
                         source or f"rounds: {bench_dir / 'answers'} ({run['model']}, {run['device']}); step times: "
                                   f"{shape} in {bench_dir / 'step_times.csv'}", engine_method if method != "kangaroo-noadapter" else method)
     return write_csv(bench_dir / "projection_7b.csv", rows, PROJECTION_COLUMNS)
+
+
+BREAKDOWN_COLUMNS = ("method", "tokens_per_round", "measured_round_ms", "draft_ms", "shallow_ms", "verify_ms",
+                     "modelled_device_ms", "other_ms", "ar_measured_ms_per_token", "full_step_ms", "device", "versions")
+
+
+def breakdown_stored(bench_dir, shape: str | None = None) -> Path:
+    """Where a round's time goes, per method, from stored files: the measured time of a round
+    (tokens per round / tokens per s, summary.csv), the device time of its layer steps modelled from
+    step_times.csv (the power-of-two rows the captured steps run; draft levels, the last level's
+    shallow layers, the verification; averaged over the recorded rounds), and the rest: the host's
+    work and the round's glue kernels (mask, tree growth, acceptance, compaction), which no step time
+    covers -> bench_dir/round_breakdown.csv."""
+    import csv
+    import json
+
+    from .bench import rounds_from_answers, write_csv
+    from .decoding import DecodeOptions, method_layout
+
+    bench_dir = Path(bench_dir)
+    run = json.loads((bench_dir / "run.json").read_text())
+    shape = shape or run["model"]
+    with open(bench_dir / "step_times.csv", encoding="utf-8") as f:
+        steps = [{**r, "tokens": int(r["tokens"]), "ms": float(r["ms"])} for r in csv.DictReader(f) if r["shape"] == shape]
+    with open(bench_dir / "summary.csv", encoding="utf-8") as f:
+        overall = {r["method"]: r for r in csv.DictReader(f) if r["category"] == "overall"}
+    step_costs = StepCosts(steps)
+    ar_ms = 1e3 / float(overall["ar"]["tokens_per_s"])
+    rows = []
+    for method, options in run["options"].items():
+        answers = bench_dir / "answers" / f"{method}.jsonl"
+        if method == "ar" or method not in overall or not answers.is_file():
+            continue
+        engine_method = "kangaroo" if method == "kangaroo-noadapter" else method
+        layout = method_layout(engine_method, DecodeOptions(**options))
+        rounds = rounds_from_answers(answers)
+        parts = [round_parts(step_costs, layout, d, engine_method != "pld", bucket=True) for _, d, _ in rounds]
+        mean = {k: sum(p[k] for p in parts) / len(parts) for k in ("draft", "shallow", "verify")}
+        tokens = float(overall[method]["mean_accepted"])
+        measured = tokens * 1e3 / float(overall[method]["tokens_per_s"])
+        device = sum(mean.values())
+        rows.append({"method": method, "tokens_per_round": tokens, "measured_round_ms": measured,
+                     "draft_ms": mean["draft"], "shallow_ms": mean["shallow"], "verify_ms": mean["verify"],
+                     "modelled_device_ms": device, "other_ms": measured - device, "ar_measured_ms_per_token": ar_ms,
+                     "full_step_ms": step_costs("full", 1), "device": run["device"], "versions": run["versions"]})
+    return write_csv(bench_dir / "round_breakdown.csv", rows, BREAKDOWN_COLUMNS)

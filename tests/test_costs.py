@@ -172,3 +172,23 @@ def test_matmul_attention_equals_sdpa():
     torch.testing.assert_close(attend(q, k, v, mask), want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(attend(q[:, :, :1], k, v, None),
                                F.scaled_dot_product_attention(q[:, :, :1], k, v, enable_gqa=True), atol=1e-5, rtol=1e-5)
+
+
+def test_projection_and_breakdown_from_stored_files(tiny, tmp_path):
+    """project_stored and breakdown_stored need no GPU: a bench folder and its step times are enough."""
+    bench.benchmark(tiny, QUESTIONS, "ar,kangaroo,pld,kangaroo+lookup", tmp_path, max_new_tokens=8, progress=False)
+    rows = costs.step_times(tiny, new_adapter(tiny, 2), rows=costs.STEP_ROWS, context=40, reps=1)
+    bench.write_csv(tmp_path / "step_times.csv", rows, costs.STEP_COLUMNS)
+    projection = list(csv.DictReader(costs.project_stored(tmp_path, shape=tiny.name).open()))
+    assert [r["method"] for r in projection if r["category"] == "overall"] == ["kangaroo", "pld", "kangaroo+lookup"]
+    assert all(float(r["projected_speedup"]) > 0 and tiny.name in r["source"] for r in projection)
+    breakdown = {r["method"]: r for r in csv.DictReader(costs.breakdown_stored(tmp_path).open())}
+    assert set(breakdown) == {"kangaroo", "pld", "kangaroo+lookup"}
+    pld, hybrid = breakdown["pld"], breakdown["kangaroo+lookup"]
+    assert float(pld["draft_ms"]) == 0 and float(hybrid["draft_ms"]) > 0  # lookup drafts with no model
+    for r in breakdown.values():
+        parts = sum(float(r[k]) for k in ("draft_ms", "shallow_ms", "verify_ms"))
+        assert float(r["modelled_device_ms"]) == pytest.approx(parts)
+        assert float(r["other_ms"]) == pytest.approx(float(r["measured_round_ms"]) - parts)
+    with pytest.raises(ValueError, match="holds no step times of 'llama-70b'"):
+        costs.project_stored(tmp_path, shape="llama-70b")
