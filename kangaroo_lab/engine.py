@@ -9,9 +9,13 @@ Kangaroo splits one model in two:
 `shallow` one token at a time (plus the adapter); verification runs `deep` once over the shallow
 states the drafting already computed, so layers < l never see a token twice.
 
-The KV cache is static: one (B, n_kv_heads, max_len, head_dim) buffer per layer, written by
-position. Rolling back after a rejected draft is just moving the next write position; entries
-past it are masked out until they are overwritten.
+The KV cache is static: one (B, n_kv_heads, max_len, head_dim) view per layer into a store shared
+by all layers (`KVStore`), written by slot. For a sequence, a token's slot is its position, and
+rolling back after a rejected draft is just moving the next write position; entries past it are
+masked out until they are overwritten. A tree of candidates (`tree_window`) sits in the slots
+after the committed tokens, each node rotated as position root + depth and seeing the cache and
+its own ancestors; after verification the accepted path moves to consecutive slots in every
+layer at once (`KVStore.compact`).
 
 Parameter names mirror Hugging Face's Llama (minus the `model.` prefix), so any Llama-family
 state dict (Llama 2/3, Vicuna, Mistral, Qwen2 with q/k/v biases, SmolLM) loads as it is.

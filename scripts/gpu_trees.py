@@ -23,7 +23,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
 
 from kangaroo_lab import bench, costs, generate, load_adapter, load_model
 from kangaroo_lab.data import load_minibench
