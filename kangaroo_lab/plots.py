@@ -7,11 +7,13 @@ file (columns as in `figures/data/`) and returns a `matplotlib.figure.Figure`; n
 
 Data-prep helpers sit next to the figure that uses them and are public, because the notebooks print
 those tables too: `position_acceptance`, `ctar_from_trace`, `threshold_tradeoff`, `tradeoff_curve`,
-`step_time_ratios`, `provenance`, `split_notes`.
+`tree_grid`, `step_time_ratios`, `provenance`, `split_notes`. `round_tree` draws one round of a
+generation (a `decoding.Round`) live in a notebook; it is not one of the stored figures.
 
 Every figure carries where its numbers come from ("device · versions", from the table's own
 `device` and `versions` columns, or `torch`/`transformers`) in a small footer; projection figures
-say "projection" in their title. Colours are fixed per method (`METHOD_COLORS`) across figures.
+say "PROJECTION" in their title. Colours are fixed per method (`METHOD_COLORS`) across figures, and
+methods appear in one order (`METHOD_ORDER`, the benchmark's).
 """
 
 from __future__ import annotations
@@ -28,20 +30,27 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, PercentFormatter, ScalarFormatter
 
 from .adapter import DEFAULT_EXIT_LAYER
+from .bench import METHODS as BENCH_METHODS
 from .data import CATEGORIES
 from .decoding import DEFAULTS
 
+METHOD_ORDER = BENCH_METHODS  # ar, our speculative methods, then transformers' methods (bench.METHODS)
 METHOD_COLORS = {
     "ar": "#7f7f7f",                  # grey: the baseline
-    "kangaroo": "#1f77b4",            # blue
-    "kangaroo-noadapter": "#9ecae1",  # light blue: the same loop without the adapter
+    "kangaroo": "#1f77b4",            # blue: the paper's chain
+    "pld": "#ff7f0e",                 # orange: prompt lookup on our engine
+    "kangaroo-tree": "#2ca02c",       # green: the adapter drafts a token tree
+    "kangaroo+lookup": "#9467bd",     # purple: the adapter's tree + the lookup branch, one verification
+    "kangaroo-noadapter": "#9ecae1",  # light blue: the chain without the adapter
     "hf": "#3f3f3f",                  # dark grey: transformers' own baseline
-    "hf-pld": "#ff7f0e",              # orange
-    "hf-earlyexit": "#9467bd",        # purple
+    "hf-pld": "#fdae6b",              # light orange: transformers' prompt lookup
+    "hf-earlyexit": "#8c564b",        # brown
 }
 METHOD_LABELS = {
-    "ar": "autoregressive (ar)", "kangaroo": "Kangaroo", "kangaroo-noadapter": "Kangaroo, no adapter",
-    "hf": "transformers (hf)", "hf-pld": "prompt lookup (hf-pld)", "hf-earlyexit": "early-exit assisted (hf-earlyexit)",
+    "ar": "autoregressive (ar)", "kangaroo": "Kangaroo (chain)", "pld": "prompt lookup (pld)",
+    "kangaroo-tree": "Kangaroo tree", "kangaroo+lookup": "Kangaroo tree + lookup",
+    "kangaroo-noadapter": "Kangaroo, no adapter", "hf": "transformers (hf)",
+    "hf-pld": "transformers prompt lookup (hf-pld)", "hf-earlyexit": "early-exit assisted (hf-earlyexit)",
 }
 CATEGORY_LABELS = {
     "mt_bench": "MT-Bench", "translation": "Translation", "summarization": "Summarization", "qa": "QA",
@@ -52,7 +61,6 @@ ACCEPTED_COLOR, REJECTED_COLOR = "#2ca02c", "#d62728"
 DPI = 150
 WIDE, TALL = 11.0, 4.2  # inches: a two-panel figure
 N_LAYERS = 30  # SmolLM2-135M-Instruct, the model the stored sweeps ran on (exit ratio = l / N)
-TARGET_VERIFY_RATIO = 1.25  # verifying k + 1 tokens should cost at most this many full steps
 ROUND_KEY = ["category", "question_id", "turn", "round"]  # one draft round of a trace
 NOTE = "note"  # the `method` of summary rows that carry a free-text note in `category` (bench.NOTE)
 
@@ -112,8 +120,13 @@ def _finish(fig: Figure, title: str, source: str, notes: Iterable[str] = ()) -> 
 
 
 def _method_order(methods: Iterable[str]) -> list[str]:
+    """The methods present, in `METHOD_ORDER`; unknown ones after, in their order of appearance."""
     seen = list(dict.fromkeys(methods))
-    return [m for m in METHOD_COLORS if m in seen] + [m for m in seen if m not in METHOD_COLORS]
+    return [m for m in METHOD_ORDER if m in seen] + [m for m in seen if m not in METHOD_ORDER]
+
+
+def _method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
 
 
 def _category_order(categories: Iterable[str]) -> list[str]:
@@ -296,8 +309,8 @@ def acceptance_by_position(trace: pd.DataFrame) -> Figure:
         a.set_xticks(sorted(overall["position"].unique()))
         a.grid(alpha=0.3, axis="y")
         a.legend(fontsize=8)
-    gamma = int(trace["position"].max())
-    return _finish(fig, f"Acceptance by draft position (trace at η = 0, γ = {gamma})", provenance(trace),
+    max_draft = int(trace["position"].max())
+    return _finish(fig, f"Acceptance by draft position (trace at η = 0, γ = {max_draft})", provenance(trace),
                    [f"{_n_rounds(trace):,} rounds, {len(trace):,} drafts"])
 
 
@@ -308,34 +321,34 @@ def _n_rounds(trace: pd.DataFrame) -> int:
 BINS = np.linspace(0, 1, 21)
 
 
-def _confidence_hist(ax, trace: pd.DataFrame, eta: float | None, legend: bool = True):
+def _confidence_hist(ax, trace: pd.DataFrame, threshold: float | None, legend: bool = True):
     """Accepted vs rejected drafts' confidence, each normalised to its own count (bars sum to 1)."""
     for flag, name, color in ((1, "accepted", ACCEPTED_COLOR), (0, "rejected", REJECTED_COLOR)):
         conf = trace.loc[trace["accepted"] == flag, "confidence"]
         if len(conf):
             ax.hist(conf, bins=BINS, weights=np.full(len(conf), 1 / len(conf)), color=color, alpha=0.55,
                     edgecolor=color, label=f"{name} ({len(conf):,})")
-    if eta is not None:
-        ax.axvline(eta, color="black", ls="--", lw=1, label=f"η = {eta:g}")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", ls="--", lw=1, label=f"η = {threshold:g}")
     ax.set_xlim(0, 1)
     if legend:
         ax.legend(fontsize=8)
 
 
-def confidence_accepted_vs_rejected(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
+def confidence_accepted_vs_rejected(trace: pd.DataFrame, threshold: float = DEFAULTS.threshold) -> Figure:
     """bench/draft_trace.csv: histograms of the draft's top-1 probability for accepted and rejected drafts."""
     fig, ax, bx = _two_panels()
-    _confidence_hist(ax, trace, eta)
+    _confidence_hist(ax, trace, threshold)
     ax.set(xlabel="draft confidence (top-1 probability of the draft head)", ylabel="share of the group's drafts",
            title="all positions")
-    _confidence_hist(bx, trace[trace["position"] == 1], eta)
+    _confidence_hist(bx, trace[trace["position"] == 1], threshold)
     bx.set(xlabel="draft confidence (top-1 probability of the draft head)", ylabel="share of the group's drafts",
            title="first draft of each round only")
     return _finish(fig, "Draft confidence: accepted vs rejected drafts", provenance(trace),
                    ["rejected = not accepted, including drafts after the first rejection in their round"])
 
 
-def confidence_by_category(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
+def confidence_by_category(trace: pd.DataFrame, threshold: float = DEFAULTS.threshold) -> Figure:
     """bench/draft_trace.csv: the accepted / rejected confidence histograms, one small panel per category."""
     categories = _category_order(trace["category"])
     ncols = min(3, len(categories))
@@ -343,7 +356,7 @@ def confidence_by_category(trace: pd.DataFrame, eta: float = DEFAULTS.threshold)
     fig, axes = _new_figure(ncols, nrows, size=(WIDE, 1.2 + 2.7 * nrows), sharex=True, sharey=True)
     for ax, category in zip(axes.flat, categories):
         d = trace[trace["category"] == category]
-        _confidence_hist(ax, d, eta, legend=False)
+        _confidence_hist(ax, d, threshold, legend=False)
         share = d["accepted"].mean()
         ax.set_title(f"{CATEGORY_LABELS.get(category, category)}: {share:.0%} of {len(d):,} drafts accepted",
                      fontsize=9)
@@ -359,59 +372,62 @@ def confidence_by_category(trace: pd.DataFrame, eta: float = DEFAULTS.threshold)
     return _finish(fig, "Draft confidence by category: accepted vs rejected", provenance(trace))
 
 
-def tradeoff_curve(trace: pd.DataFrame, etas: Iterable[float] | None = None) -> pd.DataFrame:
-    """`threshold_tradeoff` at each eta (default 0, 0.01, ..., 1): one row per eta."""
+def tradeoff_curve(trace: pd.DataFrame, thresholds: Iterable[float] | None = None) -> pd.DataFrame:
+    """`threshold_tradeoff` at each threshold (default 0, 0.01, ..., 1): one row per threshold."""
     df = _rounds(trace)
-    etas = np.round(np.linspace(0, 1, 101), 2) if etas is None else etas
-    return pd.DataFrame([_tradeoff(df, eta) for eta in etas])
+    thresholds = np.round(np.linspace(0, 1, 101), 2) if thresholds is None else thresholds
+    return pd.DataFrame([_tradeoff(df, t) for t in thresholds])
 
 
-def threshold_tradeoff(trace: pd.DataFrame, eta: float) -> dict:
-    """What a confidence threshold eta would have done to a trace recorded at eta = 0.
+def threshold_tradeoff(trace: pd.DataFrame, threshold: float) -> dict:
+    """What a confidence threshold η would have done to a trace recorded at η = 0.
 
     With early exit, a round drafts until (and including) its first draft whose confidence is below
-    eta: that draft is still verified, the drafts after it are never made. So a draft is proposed iff
-    every earlier draft of its round has confidence >= eta. Returns the shares of accepted drafts kept
-    (`accepted_kept`) and of rejected drafts avoided (`rejected_avoided`), with the drafts per round.
-    An estimate per round: a real run at this eta would also start its later rounds elsewhere."""
-    return _tradeoff(_rounds(trace), eta)
+    the threshold: that draft is still verified, the drafts after it are never made. So a draft is
+    proposed iff every earlier draft of its round has confidence >= threshold. Returns the threshold,
+    the shares of accepted drafts kept (`accepted_kept`) and of rejected drafts avoided
+    (`rejected_avoided`), with the drafts per round. An estimate per round: a real run at this
+    threshold would also start its later rounds elsewhere."""
+    return _tradeoff(_rounds(trace), threshold)
 
 
-def _tradeoff(df: pd.DataFrame, eta: float) -> dict:
-    proposed = df["prior_min"] >= eta
+def _tradeoff(df: pd.DataFrame, threshold: float) -> dict:
+    proposed = df["prior_min"] >= threshold
     accepted = df["accepted"] == 1
     n_acc, n_rej, n_rounds = int(accepted.sum()), int((~accepted).sum()), _n_rounds(df)
     kept, made_rejected = int((proposed & accepted).sum()), int((proposed & ~accepted).sum())
-    return {"eta": float(eta),
+    return {"threshold": float(threshold),
             "accepted_kept": kept / n_acc if n_acc else float("nan"),
             "rejected_avoided": (n_rej - made_rejected) / n_rej if n_rej else float("nan"),
             "drafts_per_round": int(proposed.sum()) / n_rounds if n_rounds else float("nan"),
             "accepted_per_round": kept / n_rounds if n_rounds else float("nan")}
 
 
-def eta_tradeoff(trace: pd.DataFrame, eta: float = DEFAULTS.threshold) -> Figure:
-    """bench/draft_trace.csv: for each threshold eta, the rejected drafts it saves against the accepted drafts it loses."""
-    curve, here = tradeoff_curve(trace), threshold_tradeoff(trace, eta)
+def eta_tradeoff(trace: pd.DataFrame, threshold: float = DEFAULTS.threshold) -> Figure:
+    """bench/draft_trace.csv: for each threshold η, the rejected drafts it saves against the accepted drafts it
+    loses."""
+    curve, here = tradeoff_curve(trace), threshold_tradeoff(trace, threshold)
     fig, ax, bx = _two_panels()
-    ax.plot(curve["eta"], curve["rejected_avoided"], color=REJECTED_COLOR, label="rejected drafts avoided")
-    ax.plot(curve["eta"], 1 - curve["accepted_kept"], color=ACCEPTED_COLOR, label="accepted drafts lost")
-    ax.axvline(eta, color="black", ls="--", lw=1, label=f"η = {eta:g}")
+    ax.plot(curve["threshold"], curve["rejected_avoided"], color=REJECTED_COLOR, label="rejected drafts avoided")
+    ax.plot(curve["threshold"], 1 - curve["accepted_kept"], color=ACCEPTED_COLOR, label="accepted drafts lost")
+    ax.axvline(threshold, color="black", ls="--", lw=1, label=f"η = {threshold:g}")
     ax.set(xlabel="threshold η (stop drafting after a draft with confidence < η)", ylabel="share of drafts",
            ylim=(0, 1.02), xlim=(0, 1))
     ax2 = ax.twinx()
-    ax2.plot(curve["eta"], curve["drafts_per_round"], color="0.5", ls=":", label="drafts proposed per round (right)")
+    ax2.plot(curve["threshold"], curve["drafts_per_round"], color="0.5", ls=":",
+             label="drafts proposed per round (right)")
     ax2.set_ylabel("drafts proposed per round", color="0.4")
     ax2.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(handles=handles, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=2, frameon=False)
     bx.plot(curve["rejected_avoided"], 1 - curve["accepted_kept"], color="black")
     for e in (0.2, 0.4, 0.6, 0.8):
-        p = curve.iloc[(curve["eta"] - e).abs().argmin()]
+        p = curve.iloc[(curve["threshold"] - e).abs().argmin()]
         bx.plot(p["rejected_avoided"], 1 - p["accepted_kept"], ".", color="0.4")
         bx.annotate(f"η={e:g}", (p["rejected_avoided"], 1 - p["accepted_kept"]), fontsize=7, color="0.4",
                     xytext=(-4, 4), textcoords="offset points", ha="right")
     bx.plot(here["rejected_avoided"], 1 - here["accepted_kept"], "o", ms=8, color=_color("kangaroo"),
-            label=f"η = {eta:g}: {here['rejected_avoided']:.0%} of rejected drafts avoided, "
+            label=f"η = {threshold:g}: {here['rejected_avoided']:.0%} of rejected drafts avoided, "
                   f"{1 - here['accepted_kept']:.0%} of accepted lost")
     bx.set(xlabel="share of rejected drafts avoided", ylabel="share of accepted drafts lost", xlim=(0, 1.02),
            ylim=(0, 1.02))
@@ -430,10 +446,15 @@ def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
     columns = [f"ctar_{w}" for w in windows]
     rows = rows.dropna(subset=columns, how="all")
     fig, ax, bx = _two_panels()
-    overall = rows[rows["category"] == "overall"]
+    overall, capped = rows[rows["category"] == "overall"], []
     for method in _method_order(overall["method"]):
         values = overall.loc[overall["method"] == method, columns].iloc[0].astype(float)
-        ax.plot(windows, values, "o-", color=_color(method), label=METHOD_LABELS.get(method, method))
+        ax.plot(windows, values, "o-", color=_color(method), label=_method_label(method))
+        zero = np.flatnonzero(values.to_numpy() == 0)
+        if len(zero) and zero[0] > 0 and (values.iloc[zero[0]:] == 0).all():  # CTAR(w) = 0 from some w on
+            capped.append(f"{_method_label(method)}: no round emitted more than {windows[zero[0]]} tokens")
+    if capped:
+        notes = ["; ".join(capped)] + notes
     if trace is not None:
         t = ctar_from_trace(trace, windows)
         ax.plot(t["window"], t["ctar"], "s--", color="black", ms=4, label="Kangaroo draft trace, η = 0")
@@ -447,7 +468,7 @@ def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
     if main.empty:
         bx.text(0.5, 0.5, "no per-category Kangaroo rows", transform=bx.transAxes, ha="center", color="0.4")
     for a in (ax, bx):
-        a.set(ylim=(0, 1.02), xticks=windows)
+        a.set(ylim=(-0.02, 1.02), xticks=windows)  # a line at 0 (ar) stays visible
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=8)
@@ -456,39 +477,113 @@ def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
 
 # ------------------------------------------------------------------------------------ benchmark
 def speedup_by_category(summary: pd.DataFrame) -> Figure:
-    """bench/summary.csv: speedup over ar and mean accepted tokens per category, every method (Spec-Bench style)."""
+    """bench/summary.csv: speedup over ar (top) and tokens per round (bottom) per category, every method
+    (Spec-Bench style), one bar per method in `METHOD_ORDER`."""
     rows, notes = split_notes(summary)
     categories = _category_order(rows["category"])
-    fig, ax, bx = _two_panels(size=(13.5, 4.8))
-    _grouped_bars(ax, rows, "speedup_vs_ar", categories, [m for m in _method_order(rows["method"]) if m != "ar"])
-    ax.axhline(1, color=_color("ar"), lw=1.2, ls="--", label=METHOD_LABELS["ar"])
-    ax.set(ylabel="speedup over ar (tokens/s ÷ ar tokens/s)")
-    accepting = [m for m in _method_order(rows["method"]) if rows.loc[rows["method"] == m, "mean_accepted"].notna().any()]
-    _grouped_bars(bx, rows, "mean_accepted", categories, [m for m in accepting if m != "ar"])
+    methods = [m for m in _method_order(rows["method"]) if m != "ar"]
+    fig, axes = _new_figure(1, 2, size=(13.5, 8.2))
+    ax, bx = axes[:, 0]
+    _grouped_bars(ax, rows, "speedup_vs_ar", categories, methods)
+    ax.axhline(1, color=_color("ar"), lw=1.2, ls="--", label=_method_label("ar"))
+    ax.set(ylabel="speedup over ar\n(tokens/s ÷ ar tokens/s)", title="speedup")
+    accepting = [m for m in methods if rows.loc[rows["method"] == m, "mean_accepted"].notna().any()]
+    _grouped_bars(bx, rows, "mean_accepted", categories, accepting)
     bx.axhline(1, color=_color("ar"), lw=1.2, ls="--")
-    bx.set(ylabel="mean accepted tokens per round (bonus included)")
+    bx.set(ylabel="tokens per round\n(accepted drafts + the target's token)", title="tokens per verification round")
     for a in (ax, bx):
-        a.set_ylim(0, a.get_ylim()[1] * 1.08)  # room for the bar labels
+        a.set_ylim(0, a.get_ylim()[1] * 1.1)  # room for the bar labels
         a.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=3, frameon=False)
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.08), ncols=6, frameon=False)
     same = rows[(rows["category"] == "overall") & rows["identical_to_ar"].notna() & (rows["method"] != "ar")]
     if len(same):
-        notes = ["questions answered exactly as ar did (greedy): " + ", ".join(
-            f"{m} {v:.0%}" for m, v in zip(same["method"], same["identical_to_ar"].astype(float)))] + notes
-    return _finish(fig, "Speedup and mean accepted tokens per Spec-Bench category", provenance(summary), notes)
+        same = same.set_index("method")["identical_to_ar"].astype(float)
+        notes = ["questions answered exactly as ar did (greedy, token for token): " + ", ".join(
+            f"{m} {same[m]:.0%}" for m in _method_order(same.index))] + notes
+    return _finish(fig, "Speedup and tokens per round per Spec-Bench category", provenance(summary), notes)
 
 
-def _grouped_bars(ax, rows: pd.DataFrame, column: str, categories: list[str], methods: list[str]):
+def _grouped_bars(ax, rows: pd.DataFrame, column: str, categories: list[str], methods: list[str],
+                  hatch: str | None = None, fmt: str = "{:.2f}"):
+    """One group of bars per category, one bar per method (a missing value leaves a gap); labelled values."""
     width = 0.8 / max(1, len(methods))
     x = np.arange(len(categories))
     for i, method in enumerate(methods):
         d = rows[rows["method"] == method].set_index("category")[column].astype(float)
         values = [d.get(c, np.nan) for c in categories]
         bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, color=_color(method),
-                      label=METHOD_LABELS.get(method, method))
-        _label_bars(ax, bars, "{:.2f}", 6 if len(methods) > 3 else 7)
-    ax.set_xticks(x, [CATEGORY_LABELS.get(c, c) for c in categories], rotation=20, ha="right", rotation_mode="anchor")
+                      label=_method_label(method), hatch=hatch, edgecolor="white" if hatch else None)
+        if len(methods) > 6:  # narrow bars: the labels stand upright
+            for bar in bars:
+                if np.isfinite(bar.get_height()):
+                    ax.annotate(fmt.format(bar.get_height()), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=6,
+                                rotation=90)
+        else:
+            _label_bars(ax, bars, fmt, 6.5 if len(methods) > 3 else 7.5)
+    ax.set_xticks(x, [CATEGORY_LABELS.get(c, c) for c in categories])
     ax.set_xlabel("Spec-Bench category")
+
+
+def methods_overview(summary: pd.DataFrame) -> Figure:
+    """bench/summary.csv, overall rows: per method its speedup over ar, its tokens per round (of the
+    candidates it verified), its draft steps and host syncs per round, and whether it answered as ar did."""
+    rows, notes = split_notes(summary)
+    overall = rows[rows["category"] == "overall"].drop_duplicates("method").set_index("method")
+    methods = _method_order(overall.index)
+    o = overall.reindex(methods)
+    y = np.arange(len(methods))
+    fig, axes = _new_figure(3, size=(13.5, 1.9 + 0.5 * len(methods)), sharey=True,
+                            gridspec_kw={"width_ratios": [1.0, 1.3, 0.9]})
+    ax, bx, cx = axes[0]
+    colors = [_color(m) for m in methods]
+    for a, column, fmt, xlabel in ((ax, "speedup_vs_ar", "{:.2f}×", "speedup over ar (overall tokens/s ÷ ar's)"),
+                                   (bx, "mean_accepted", "{:.2f}", "tokens per round (accepted + the target's)")):
+        values = o[column].astype(float).to_numpy()
+        bars = a.barh(y, values, height=0.6, color=colors)
+        for bar, v, m in zip(bars, values, methods):
+            if np.isfinite(v):
+                extra = ""
+                if column == "mean_accepted" and pd.notna(o.loc[m, "nodes_per_round"]) and m != "ar":
+                    extra = f"   ({o.loc[m, 'nodes_per_round']:.3g} candidates verified)"
+                a.annotate(fmt.format(v) + extra, (v, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+                           textcoords="offset points", va="center", fontsize=8)
+        a.axvline(1, color=_color("ar"), ls="--", lw=1)
+        top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+        a.set(xlabel=xlabel, xlim=(0, top * (1.9 if column == "mean_accepted" else 1.25)))
+        a.grid(alpha=0.3, axis="x")
+    ax.set_yticks(y, [_method_label(m) for m in methods])
+    ax.invert_yaxis()
+    ax.set_title("speed")
+    bx.set_title("tokens per verification round")
+    _overview_table(cx, o, y)
+    notes = ["identical: share of questions whose greedy answer equals ar's token for token (bench/mismatches.csv "
+             "lists each first divergence with ar's top-2 logit gap); host syncs: reads of device values "
+             "per round (ar: per token)"] + notes
+    questions = int(o["questions"].max()) if "questions" in o and o["questions"].notna().any() else None
+    title = "Every method on the mini-bench, overall" + (f" ({questions} questions)" if questions else "")
+    return _finish(fig, title, provenance(summary), notes)
+
+
+OVERVIEW_COLUMNS = (  # column -> (header, format) of the text table beside `methods_overview`'s bars
+    ("draft_steps_per_round", "draft steps\nper round", "{:.2f}"),
+    ("syncs_per_round", "host syncs\nper round", "{:.2f}"),
+    ("identical_to_ar", "identical\nto ar", "{:.0%}"))
+
+
+def _overview_table(ax, overall: pd.DataFrame, y: np.ndarray):
+    """Columns of text on the rows of the bars (y): draft steps, syncs, identical to ar; "–" when absent."""
+    ax.set_xlim(0, len(OVERVIEW_COLUMNS))
+    for j, (column, header, fmt) in enumerate(OVERVIEW_COLUMNS):
+        ax.text(j + 0.5, 1.01, header, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=9)
+        values = overall[column] if column in overall else pd.Series(np.nan, index=overall.index)
+        for yi, v in zip(y, values):
+            low = column == "identical_to_ar" and pd.notna(v) and float(v) < 1
+            ax.text(j + 0.5, yi, "–" if pd.isna(v) else fmt.format(float(v)), ha="center", va="center", fontsize=9,
+                    color=REJECTED_COLOR if low else "black")
+    ax.tick_params(left=False, bottom=False, labelbottom=False)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
 
 
 def _sweep_parts(sweep: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -527,12 +622,15 @@ def speedup_vs_exit_ratio(sweep: pd.DataFrame, n_layers: int = N_LAYERS) -> Figu
         a.set_ylim(0, max(1.0, float(rows[column].max())) * 1.12)
         a.grid(alpha=0.3)
         a.legend(fontsize=8, loc="lower right")
-    eta, gamma = rows["threshold"].iloc[0], rows["max_draft"].iloc[0]
-    return _finish(fig, f"Where to exit: speedup and accepted tokens vs exit ratio (η = {eta:g}, γ = {int(gamma)})",
-                   provenance(sweep), notes)
+    threshold, max_draft = rows["threshold"].iloc[0], rows["max_draft"].iloc[0]
+    title = f"Where to exit: speedup and accepted tokens vs exit ratio (η = {threshold:g}, γ = {int(max_draft)})"
+    return _finish(fig, title, provenance(sweep), notes)
 
 
-def _heatmap(fig, ax, grid: pd.DataFrame, label: str, fmt: str, cmap: str, mark_best: bool):
+def _heatmap(fig, ax, grid: pd.DataFrame, label: str, fmt: str, cmap: str, mark_best: bool,
+             sub: pd.DataFrame | None = None, sub_fmt: str = "{:.2f}"):
+    """grid (rows x columns) as coloured cells, each annotated with fmt (and a smaller line from `sub`, same
+    shape); "not run" where a value is missing; a red box on the highest cell if mark_best."""
     im = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap=cmap)
     ax.set_xticks(range(grid.shape[1]), [f"{int(c)}" for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [f"{r:g}" for r in grid.index])
@@ -541,7 +639,11 @@ def _heatmap(fig, ax, grid: pd.DataFrame, label: str, fmt: str, cmap: str, mark_
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
             dark = (v - lo) / (hi - lo or 1) < 0.6
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white" if dark else "black")
+            text = fmt.format(v) if sub is None else f"{fmt.format(v)}\n{sub_fmt.format(sub.iat[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7 if sub is None else 8,
+                    color="white" if dark else "black")
+        elif sub is not None:
+            ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="0.5")
     if mark_best and np.isfinite(values).any():
         i, j = np.unravel_index(np.nanargmax(values), values.shape)
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
@@ -549,7 +651,8 @@ def _heatmap(fig, ax, grid: pd.DataFrame, label: str, fmt: str, cmap: str, mark_
 
 
 def eta_gamma_heatmap(sweep: pd.DataFrame) -> Figure:
-    """bench/sweep_threshold.csv: speedup over ar and mean accepted tokens over the grid eta x gamma."""
+    """bench/sweep_threshold.csv: speedup over ar and mean accepted tokens over the grid η x γ (threshold x
+    most drafts)."""
     rows, notes = _sweep_parts(sweep)
     fig, ax, bx = _two_panels(size=(WIDE, 4.8))
     for a, column, label, cmap, best in ((ax, "speedup_vs_ar", "speedup over ar", "viridis", True),
@@ -565,85 +668,319 @@ def eta_gamma_heatmap(sweep: pd.DataFrame) -> Figure:
     return _finish(fig, f"Threshold η × most drafts γ at exit layer l = {layer}", provenance(sweep), notes)
 
 
+TREE_METHODS = ("kangaroo-tree", "kangaroo+lookup")  # the methods whose grid `tree_sweep` draws as heatmaps
+EXIT_LABELS = {"host": "host exit", "device": "device mask"}  # where η stops a round: a host read per draft, or a mask
+
+
+def tree_grid(sweep: pd.DataFrame, method: str) -> pd.DataFrame:
+    """sweep_tree.csv -> the rows of `method`'s main grid (node budget x depth): η = 0, drafting stopped on the
+    device, and the most common top-k and lookup length of those rows; the other rows of the method are variants."""
+    rows = sweep[(sweep["method"] == method) & (sweep["threshold"].astype(float) == 0)
+                 & (sweep["early_exit"].astype(str) == "device")]
+    for column in ("top_k", "lookup_tokens"):
+        if len(rows):
+            rows = rows[rows[column] == rows[column].mode().iloc[0]]
+    return rows
+
+
+def _setting(row: pd.Series) -> str:
+    """A sweep row's settings in words: "top-k 4, depth 3, budget 32, lookup 16, η 0.1 host exit"."""
+    method, parts = row["method"], []
+    if method == "pld":
+        return f"lookup {int(row['lookup_tokens'])} tokens"
+    if method in TREE_METHODS:
+        depth = f"depth ≤ {int(row['max_draft'])}" if row["threshold"] > 0 and row["early_exit"] == "host" else \
+            f"depth {int(row['max_draft'])}"
+        parts += [f"top-k {int(row['top_k'])}", depth, f"budget {int(row['node_budget'])}"]
+        if method == "kangaroo+lookup":
+            parts.append(f"lookup {int(row['lookup_tokens'])}")
+    else:
+        parts.append(f"γ {int(row['max_draft'])}")
+    if row["threshold"] > 0:
+        parts.append(f"η {row['threshold']:g} {EXIT_LABELS.get(str(row['early_exit']), row['early_exit'])}")
+    return ", ".join(parts)
+
+
+def tree_sweep(sweep: pd.DataFrame) -> Figure:
+    """bench/sweep_tree.csv: speedup over node budget x depth for the trees (heatmaps, η = 0, top-k and lookup
+    fixed) and every other setting as a bar (top-k, η with host exit or device mask, lookup lengths, the chain)."""
+    rows, notes = _sweep_parts(sweep)
+    rows = rows.assign(threshold=rows["threshold"].astype(float).fillna(0),
+                       speedup_vs_ar=rows["speedup_vs_ar"].astype(float))
+    grids = {m: tree_grid(rows, m) for m in TREE_METHODS}
+    bests = [g.loc[g["speedup_vs_ar"].idxmax()] for g in grids.values() if g["speedup_vs_ar"].notna().any()]
+    variants = pd.concat([rows.drop(index=pd.concat(grids.values()).index), pd.DataFrame(bests)])
+    place = {m: i for i, m in enumerate(_method_order(rows["method"]))}
+    variants = variants.iloc[np.argsort(variants["method"].map(place).to_numpy(), kind="stable")]  # file order within
+    fig = plt.figure(figsize=(13.5, 6.2 + 0.3 * len(variants)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[4.4, 1.4 + 0.3 * len(variants)])  # laid out apart
+    for ax, (method, grid) in zip(top.subplots(1, 2), grids.items()):
+        _tree_heatmap(top, ax, grid, method)
+    best = rows.loc[rows["speedup_vs_ar"].idxmax()] if rows["speedup_vs_ar"].notna().any() else None
+    _variant_bars(bottom.subplots(), variants, {b.name for b in bests}, None if best is None else best.name)
+    if best is not None:
+        notes = [(f"best setting of the sweep (★): {_method_label(best['method'])}, {_setting(best)}: "
+                  f"{best['speedup_vs_ar']:.2f}× ar, {best['mean_accepted']:.2f} tokens per round")] + notes
+    notes.append("device mask: η only masks nodes on the device (no host read, no work saved); host exit: drafting "
+                 "stops after the first draft below η, one host read per draft step")
+    return _finish(fig, "Trees and lookup: speedup over ar for each setting of the tree sweep", provenance(sweep),
+                   notes)
+
+
+def _tree_heatmap(fig, ax, grid: pd.DataFrame, method: str):
+    """Speedup over node budget (x) x depth (y), each cell also giving tokens per round; red box: the best cell."""
+    if grid.empty:
+        ax.set_title(_method_label(method), color=_color(method), fontweight="bold")
+        ax.text(0.5, 0.5, f"no {method} rows in this sweep", transform=ax.transAxes, ha="center", color="0.4")
+        ax.axis("off")
+        return
+    speed = grid.pivot_table(index="max_draft", columns="node_budget", values="speedup_vs_ar", aggfunc="mean")
+    tokens = grid.pivot_table(index="max_draft", columns="node_budget", values="mean_accepted", aggfunc="mean")
+    _heatmap(fig, ax, speed, "speedup over ar", "{:.2f}×", "viridis", True, sub=tokens.reindex_like(speed),
+             sub_fmt="{:.2f} tok/round")
+    k, lookup = int(grid["top_k"].iloc[0]), int(grid["lookup_tokens"].iloc[0])
+    fixed = f"η = 0, top-k {k}" + (f", lookup {lookup} tokens" if method == "kangaroo+lookup" else "")
+    ax.set_title(_method_label(method), color=_color(method), fontweight="bold", pad=16)
+    ax.text(0.5, 1.015, fixed, transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="0.3")
+    ax.set(xlabel="node budget (nodes verified per round, at most)", ylabel="depth (adapter draft steps)")
+
+
+def _variant_bars(ax, variants: pd.DataFrame, grid_bests: set, best):
+    """One horizontal bar per setting (index: the sweep's row), coloured by method; hatched: the rows in
+    `grid_bests` (the best cell of a heatmap); ★ and bold: the row `best`, the best of the whole sweep."""
+    y = np.arange(len(variants))
+    values = variants["speedup_vs_ar"].to_numpy(float)
+    is_grid_best = [i in grid_bests for i in variants.index]
+    bars = ax.barh(y, values, height=0.65, color=[_color(m) for m in variants["method"]],
+                   hatch=["//" if g else None for g in is_grid_best], edgecolor="white")
+    labels = []
+    for (_, row), bar, grid_best in zip(variants.iterrows(), bars, is_grid_best):
+        starred = row.name == best
+        labels.append(f"{_method_label(row['method'])}: {_setting(row)}"
+                      + (" (best of the heatmap)" if grid_best else ""))
+        syncs = row.get("syncs_per_round")  # one per round unless η stops drafting on the host
+        syncs = f" · {syncs:.2f} host syncs/round" if pd.notna(syncs) and abs(syncs - 1) > 0.01 else ""
+        value = f"{row['speedup_vs_ar']:.2f}× · {row['mean_accepted']:.2f} tok/round{syncs}"
+        ax.annotate(("★ " if starred else "") + value,
+                    (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=8, fontweight="bold" if starred else "normal")
+    ax.set_yticks(y, labels, fontsize=8)
+    for tick, i in zip(ax.get_yticklabels(), variants.index):
+        tick.set_fontweight("bold" if i == best else "normal")
+    ax.invert_yaxis()
+    ax.axvline(1, color=_color("ar"), ls="--", lw=1)
+    top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+    ax.set(xlabel="speedup over ar (the sweep's first ar row)", xlim=(0, top * 1.45),
+           title="the other settings, beside the best cell of each heatmap")
+    ax.grid(alpha=0.3, axis="x")
+    if variants.empty:
+        ax.text(0.5, 0.5, "no settings but ar in this sweep", transform=ax.transAxes, ha="center", color="0.4")
+
+
+# ------------------------------------------------------------------------------------ step costs
+STEP_STYLES = {  # step -> (what it computes over R rows, colour, marker)
+    "full": ("full(R): every layer + LM head", "black", "o"),
+    "verify": ("verify(R): layers ≥ l + LM head", "#08519c", "s"),
+    "draft": ("draft(R): shallow layers + adapter + LM head + top-k", "#d95f02", "^"),
+    "shallow": ("shallow(R): layers < l", "#7570b3", "v"),
+}
+
+
 def step_time_ratios(times: pd.DataFrame) -> pd.DataFrame:
-    """bench/step_times.csv -> per (model, shape, step, tokens): ms and ms / full-step ms (`ratio`)."""
+    """bench/step_times.csv -> per (model, shape, step, tokens): ms, the shape's full step over the fewest rows
+    (`full_ms`, normally full(1)) and `ratio` = ms / full_ms."""
     ms = times.groupby(["model", "shape", "step", "tokens"], as_index=False)["ms"].mean()
-    full = ms[ms["step"] == "full"].groupby(["model", "shape"])["ms"].mean().rename("full_ms")
+    full = ms[ms["step"] == "full"].sort_values("tokens").groupby(["model", "shape"])["ms"].first().rename("full_ms")
     out = ms.join(full, on=["model", "shape"])
     out["ratio"] = out["ms"] / out["full_ms"]
     return out
 
 
 def step_times(times: pd.DataFrame) -> Figure:
-    """bench/step_times.csv: verify(k) cost in full steps against tokens verified; draft step cost per shape."""
+    """bench/step_times.csv: each step's time against the rows R it runs over (log2 axis), in multiples of the
+    shape's full(1) step (left axis) and in ms (right axis), one panel per shape: width is almost free."""
     table = step_time_ratios(times)
     shapes = list(dict.fromkeys(table["shape"]))
-    colors = dict(zip(shapes, plt.get_cmap("tab10").colors))
-    fig, ax, bx = _two_panels()
-    for shape in shapes:
-        v = table[(table["shape"] == shape) & (table["step"] == "verify")].sort_values("tokens")
-        full = table.loc[(table["shape"] == shape) & (table["step"] == "full"), "ms"].mean()
-        ax.plot(v["tokens"], v["ratio"], "o-", ms=4, color=colors[shape], label=f"{shape} (full step {full:.2f} ms)")
-    ax.axhline(TARGET_VERIFY_RATIO, color="red", ls="--", lw=1, label=f"target: {TARGET_VERIFY_RATIO:g} full steps")
-    ax.axhline(1, color=_color("ar"), ls=":", lw=1)
-    ax.set(xlabel="tokens verified in one step (k drafts + 1)", ylabel="verify step ms ÷ full step ms",
-           title="verification cost", ylim=(0, None))
-    ax.legend(fontsize=8)
-    draft = table[table["step"] == "draft"].groupby("shape", sort=False)["ratio"].mean().reindex(shapes)
-    bars = bx.barh(range(len(shapes)), draft.to_numpy(float), height=0.5, color=[colors[s] for s in shapes])
-    for bar, r in zip(bars, draft):
-        if np.isfinite(r):
-            bx.annotate(f"{r:.0%}", (r, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
-                        textcoords="offset points", va="center", fontsize=8)
-    bx.set_yticks(range(len(shapes)), shapes)
-    bx.invert_yaxis()
-    bx.set(xlabel="draft step ms ÷ full step ms\n(shallow layers + adapter + LM head)", title="draft step cost")
-    bx.xaxis.set_major_formatter(PercentFormatter(1.0))
-    bx.set_xlim(0, max(0.5, float(np.nanmax(draft.to_numpy(float))) * 1.25) if draft.notna().any() else 1)
-    for a in (ax, bx):
-        a.grid(alpha=0.3)
-    return _finish(fig, "Step costs: what a draft and a verification cost in full decoding steps",
-                   provenance(times))
+    fig, axes = _new_figure(len(shapes), size=(6.2 * len(shapes) + 0.8, 5.0), sharey=True)
+    steps = [s for s in STEP_STYLES if s in set(table["step"])] + sorted(set(table["step"]) - set(STEP_STYLES))
+    for ax, shape in zip(axes[0], shapes):
+        d = table[table["shape"] == shape]
+        full_ms = float(d["full_ms"].iloc[0])
+        for step in steps:
+            s = d[d["step"] == step].sort_values("tokens")
+            label, color, marker = STEP_STYLES.get(step, (step, "0.5", "x"))
+            ax.plot(s["tokens"], s["ratio"], marker=marker, ms=4, color=color, label=label)
+            if len(s):
+                last = s.iloc[-1]
+                ax.annotate(f"{last['ratio']:.2f}×", (last["tokens"], last["ratio"]), xytext=(5, 0),
+                            textcoords="offset points", va="center", fontsize=8, color=color)
+        ax.axhline(1, color="0.5", ls=":", lw=1)
+        ax.set_xscale("log", base=2)
+        ticks = sorted(d["tokens"].unique())
+        ax.set_xticks(ticks, [str(int(t)) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(min(ticks) / 1.25, max(ticks) * 1.9)  # room for the end labels
+        ax.set(xlabel="rows R processed in one call (log scale)", title=f"{shape}\nfull(1) = {full_ms:.2f} ms")
+        ax.grid(alpha=0.3)
+        ms_axis = ax.secondary_yaxis("right", functions=(lambda r, f=full_ms: r * f, lambda m, f=full_ms: m / f))
+        ms_axis.set_ylabel("ms", color="0.35")
+    axes[0, 0].set_ylabel("time ÷ the full step over one row, full(1)")
+    axes[0, 0].set_ylim(0, max(1.2, float(table["ratio"].max()) * 1.12))
+    axes[0, 0].legend(loc="center left", fontsize=8.5, title="step over R rows (l: the exit layer)",
+                      title_fontsize=8.5)  # the middle of the panel is empty: full and verify ~1, draft and shallow ~0
+    widest = int(table["tokens"].max())
+    growth = table[(table["step"] == "full")].groupby("shape")["ratio"].max()
+    notes = [f"{shape}: full({widest}) costs {g:.2f}× full(1)" for shape, g in growth.items()]
+    notes.append("a round that verifies R candidate tokens pays verify(R), not R steps: widening a tree is nearly free")
+    return _finish(fig, "Width is almost free: a step over many rows costs little more than over one",
+                   provenance(times), notes)
 
 
+# ------------------------------------------------------------------------------------ projection
 def projection_7b(projection: pd.DataFrame) -> Figure:
-    """bench/projection_7b.csv: the PROJECTED speedup and tokens/s per category of Kangaroo on a Vicuna-7B-shaped model."""
+    """bench/projection_7b.csv: the PROJECTED speedup of every method per category on a Vicuna-7B-shaped model
+    (grouped bars), and per method its tokens per round against its round cost in full steps."""
+    if "method" not in projection:  # files from before the trees: Kangaroo's rows only
+        projection = projection.assign(method="kangaroo")
     categories = _category_order(projection["category"])
-    df = projection.set_index("category").reindex(categories)
-    labels = [CATEGORY_LABELS.get(c, c) for c in categories]
-    x = np.arange(len(categories))
-    fig, ax, bx = _two_panels()
-    colors = ["#08519c" if c == "overall" else _color("kangaroo") for c in categories]
-    bars = ax.bar(x, df["projected_speedup"].astype(float), color=colors, hatch="//", edgecolor="white")
-    _label_bars(ax, bars, "{:.2f}x", 8)
-    ax.axhline(1, color=_color("ar"), ls="--", lw=1)
-    ax.annotate("ar", (1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
-                va="center", fontsize=8, color=_color("ar"))
-    ax.set(ylabel="projected speedup over ar", title="projected speedup")
-    for i, (column, method) in enumerate((("projected_ar_tokens_per_s", "ar"),
-                                          ("projected_kangaroo_tokens_per_s", "kangaroo"))):
-        b = bx.bar(x + (i - 0.5) * 0.4, df[column].astype(float), 0.4, color=_color(method), hatch="//",
-                   edgecolor="white", label=METHOD_LABELS[method] + " (projected)")
-        _label_bars(bx, b, "{:.0f}", 7)
-    bx.set(ylabel="projected tokens/s", title="projected throughput")
-    bx.legend(fontsize=8, loc="upper left", ncols=2)
-    for a in (ax, bx):
-        a.set_xticks(x, labels, rotation=20, ha="right", rotation_mode="anchor")
-        a.set_ylim(0, a.get_ylim()[1] * (1.08 if a is ax else 1.2))
-        a.grid(alpha=0.3, axis="y")
-        a.set_xlabel("Spec-Bench category")
+    methods = _method_order(projection["method"])
+    fig, axes = _new_figure(2, size=(14.5, 5.4), gridspec_kw={"width_ratios": [2.3, 1]})
+    ax, bx = axes[0]
+    _grouped_bars(ax, projection, "projected_speedup", categories, methods, hatch="//")
+    ax.axhline(1, color=_color("ar"), ls="--", lw=1, label=_method_label("ar"))
+    ax.set(ylabel="PROJECTED speedup over ar")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.08)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=3, frameon=False)
+    _projection_costs(bx, projection[projection["category"] == "overall"], methods)
     notes = [f"source: {s}" for s in _unique(projection, "source")]
-    o = df.loc["overall"] if "overall" in df.index else None
-    if o is not None:
-        notes.append(f"overall: {o['mean_accepted']:.2f} tokens per round, {o['mean_drafts']:.2f} drafts; step ms "
-                     f"draft {o['draft_ms']:.2f}, verify {o['verify_ms']:.2f}, full {o['full_ms']:.2f}")
-    return _finish(fig, "PROJECTION (not measured end to end): Kangaroo on a Vicuna-7B-shaped model",
+    notes.append("projected speedup = tokens per round × full(1) ms ÷ round ms; round ms = the round's layer steps "
+                 "timed on the 7B shape (random weights; host time left out, for ar too), tokens per round = measured "
+                 "on SmolLM2-135M: an estimate, not a run")
+    if "projected_ar_tokens_per_s" in projection and projection["projected_ar_tokens_per_s"].notna().any():
+        notes.append(f"projected ar: {projection['projected_ar_tokens_per_s'].dropna().iloc[0]:.0f} tokens/s")
+    return _finish(fig, "PROJECTION, not measured end to end: every method on a Vicuna-7B-shaped model",
                    provenance(projection), notes)
+
+
+def _projection_costs(ax, overall: pd.DataFrame, methods: list[str]):
+    """Overall rows: tokens per round (y) against round ms ÷ full(1) ms (x); the speedup is y / x (dashed lines)."""
+    ax.set_title("overall: what a round costs and yields")
+    if overall.empty or not {"round_ms", "full_ms", "mean_accepted"} <= set(overall):
+        ax.text(0.5, 0.5, "no overall round costs in this file", transform=ax.transAxes, ha="center", color="0.4")
+        return
+    d = overall.set_index("method")
+    cost = d["round_ms"].astype(float) / d["full_ms"].astype(float)
+    tokens = d["mean_accepted"].astype(float)
+    x_top = max(1.5, float(np.nanmax(cost)) * 1.2)
+    y_top = max(1.5, float(np.nanmax(tokens)) * 1.15)
+    for speedup in (1, 2, 3, 4):
+        xs = np.array([0, x_top])
+        ax.plot(xs, speedup * xs, color="0.6" if speedup > 1 else _color("ar"), ls="--", lw=0.8)
+        x_label = min(x_top * 0.95, y_top * 0.95 / speedup)
+        ax.annotate(f"{speedup}×", (x_label, speedup * x_label), fontsize=8, color="0.4", ha="right", va="bottom")
+    for m in methods:
+        if m in d.index and np.isfinite(cost[m]) and np.isfinite(tokens[m]):
+            ax.plot(cost[m], tokens[m], "o", ms=8, color=_color(m))
+            ax.annotate(f"{_method_label(m)}\n{d.loc[m, 'projected_speedup']:.2f}×", (cost[m], tokens[m]),
+                        xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
+    ax.set(xlim=(0, x_top), ylim=(0, y_top), xlabel="round ms ÷ full(1) ms (7B shape)",
+           ylabel="tokens per round (SmolLM2 rounds)")
+    ax.grid(alpha=0.3)
 
 
 # ------------------------------------------------------------------------------------ notebooks
 def _token_label(token: str) -> str:
-    return str(token).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␣")[:12] or "∅"
+    """A token's text for a tick or a node: visible whitespace, other control characters escaped (\\x17), at most
+    12 characters, "∅" when empty."""
+    text = str(token).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␣")
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)[:12] or "∅"
+
+
+NODE_COLORS = {"adapter": "#c6dbef", "lookup": "#fdd0a2"}  # light Kangaroo blue, light prompt-lookup orange
+TARGET_NODE_COLOR = "#fff3c4"  # the target's own token closing the round
+
+
+def _tree_layout(parents: list[int], target_parent: int) -> tuple[np.ndarray, np.ndarray]:
+    """Node -> (depth, row) for a tidy left-to-right drawing: nodes 0..n-1 are the drafts (parent -1: the root),
+    node n the target's token (a child of `target_parent`, drawn first among its siblings), node n + 1 the root.
+    Leaves take consecutive rows in depth-first order; a parent sits midway between its first and last child."""
+    n = len(parents)
+    root, children = n + 1, {i: [] for i in range(n + 2)}
+    for i, p in enumerate(parents):
+        children[root if p < 0 else p].append(i)
+    children[root if target_parent < 0 else target_parent].insert(0, n)
+    depth, row = np.zeros(n + 2), np.zeros(n + 2)
+    next_row = 0
+    stack = [(root, 0, False)]  # iterative post-order: a lookup branch can be deep
+    while stack:
+        node, d, done = stack.pop()
+        depth[node] = d
+        if not children[node]:
+            row[node], next_row = next_row, next_row + 1
+        elif done:
+            row[node] = (row[children[node][0]] + row[children[node][-1]]) / 2
+        else:
+            stack.append((node, d, True))
+            stack += [(c, d + 1, False) for c in reversed(children[node])]
+    return depth, row
+
+
+def round_tree(rnd, label: Callable[[int], str] = str) -> Figure:
+    """One speculative round (`decoding.Round`) as a tree: the root (the newest committed token) on the left,
+    depth to the right; adapter drafts and lookup tokens in their own colours with their draft confidence
+    below; the accepted path in thick green, then the target's own token that closes the round.
+    A chain (parents None) is a tree with one branch. label: token id -> text (e.g. a tokenizer's decode)."""
+    n = len(rnd.drafts)
+    parents = list(range(-1, n - 1)) if rnd.parents is None else list(rnd.parents)
+    accepted = list(rnd.accepted_indices)
+    confidences = [float(c) for c in rnd.confidences]
+    sources = list(rnd.sources) if rnd.sources is not None else [
+        "lookup" if not np.isfinite(c) else "adapter" for c in confidences]  # no model drafted a lookup token
+    depth, row = _tree_layout(parents, accepted[-1] if accepted else -1)
+    target, root = n, n + 1
+    fig, axes = _new_figure(size=(max(7.0, 1.05 * (depth.max() + 1) + 1.2), max(2.6, 0.36 * (row.max() + 1) + 1.7)))
+    ax = axes[0, 0]
+    on_path = set(accepted)
+    for i, p in enumerate(parents):  # edges: parent -> child
+        a = root if p < 0 else p
+        thick = i in on_path
+        ax.plot([depth[a], depth[i]], [row[a], row[i]], color=ACCEPTED_COLOR if thick else "0.7",
+                lw=3.2 if thick else 0.9, zorder=1, solid_capstyle="round")
+    last = accepted[-1] if accepted else root
+    ax.plot([depth[last], depth[target]], [row[last], row[target]], color=ACCEPTED_COLOR, lw=3.2, ls=(0, (1.5, 1)),
+            zorder=1)
+    box = dict(boxstyle="round,pad=0.25", lw=0.6, ec="0.45")
+    for i in range(n):
+        ax.text(depth[i], row[i], _token_label(label(rnd.drafts[i])), ha="center", va="center", fontsize=8, zorder=3,
+                bbox=box | {"fc": NODE_COLORS.get(sources[i], "white"),
+                            **({"ec": ACCEPTED_COLOR, "lw": 2.0} if i in on_path else {})})
+        if np.isfinite(confidences[i]):
+            ax.annotate(f"{confidences[i]:.2f}", (depth[i], row[i]), xytext=(0, -8.5), textcoords="offset points",
+                        ha="center", va="top", fontsize=6, color="0.3", zorder=2,
+                        bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.8})
+    ax.text(depth[root], row[root], "root", ha="center", va="center", fontsize=8, zorder=3, bbox=box | {"fc": "0.9"})
+    ax.text(depth[target], row[target], _token_label(label(rnd.token)), ha="center", va="center", fontsize=8,
+            fontweight="bold", zorder=3, bbox=box | {"fc": TARGET_NODE_COLOR, "ec": "black", "lw": 1.4})
+    ax.set_xlim(-0.6, depth.max() + 0.6)
+    ax.set_ylim(row.max() + 0.7, -0.7)  # first child on top
+    ax.set_xticks(range(int(depth.max()) + 1), ["root"] + [str(d) for d in range(1, int(depth.max()) + 1)])
+    ax.set_xlabel("depth (tokens after the root)")
+    ax.tick_params(left=False, labelleft=False)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    counts = {kind: sum(s == kind for s in sources) for kind in NODE_COLORS}
+    kinds = [kind for kind, c in counts.items() if c]
+    what = {"adapter": "adapter draft (its confidence below)", "lookup": "lookup token"}
+    handles = [plt.Rectangle((0, 0), 1, 1, fc=NODE_COLORS[k], ec="0.45", label=what[k]) for k in kinds]
+    handles += [plt.Line2D([], [], color=ACCEPTED_COLOR, lw=3, label="accepted path"),
+                plt.Rectangle((0, 0), 1, 1, fc=TARGET_NODE_COLOR, ec="black", label="the target's own token")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles) if fig.get_figwidth() >= 9 else 2,
+               fontsize=8, frameon=False)
+    made = "".join(f"{counts[k]} {k}, " for k in kinds)
+    emitted = len(accepted) + 1
+    return _finish(fig, (f"One round: {n} candidates ({made}{rnd.draft_steps} draft steps); {len(accepted)} accepted "
+                         f"+ the target's token = {emitted} token{'s' if emitted > 1 else ''}"), "")
 
 
 def layer_predictions_heatmap(df: pd.DataFrame) -> Figure:
@@ -711,7 +1048,7 @@ def acceptance_vs_temperature(df: pd.DataFrame) -> Figure:
     for method, g in groups:
         g = g.sort_values("temperature")
         for a, column in ((ax, "mean_accepted"), (bx, "acceptance_rate")):
-            a.plot(g["temperature"], g[column], "o-", color=_color(method), label=METHOD_LABELS.get(method, method))
+            a.plot(g["temperature"], g[column], "o-", color=_color(method), label=_method_label(method))
     ax.set(xlabel="temperature (0 = greedy)", ylabel="mean accepted tokens per round", ylim=(0, None))
     bx.set(xlabel="temperature (0 = greedy)", ylabel="share of drafts accepted", ylim=(0, 1.02))
     for a in (ax, bx):
@@ -730,7 +1067,9 @@ PRODUCERS = {  # stored file (relative to the data folder) -> what produces it
     "bench/sweep_exit_layer.csv": "`kangaroo-lab bench --sweep exit-layer` on a GPU",
     "bench/sweep_threshold.csv": "`kangaroo-lab bench --sweep threshold` on a GPU",
     "bench/step_times.csv": "`kangaroo-lab bench --costs` on a GPU",
-    "bench/projection_7b.csv": "`kangaroo-lab bench --costs` on a GPU (from the run's kangaroo rounds and step times)",
+    "bench/projection_7b.csv": ("`kangaroo-lab bench --costs` on a GPU (from the run's rounds of every method "
+                                "and step times)"),
+    "bench/sweep_tree.csv": "`kangaroo-lab bench --sweep tree` on a GPU (or the GPU script scripts/gpu_trees.py)",
 }
 
 
@@ -752,8 +1091,10 @@ FIGURES = {
     "fig_eta_tradeoff": FigureSpec(eta_tradeoff, ("bench/draft_trace.csv",)),
     "fig_ctar": FigureSpec(ctar, ("bench/summary.csv",), ("bench/draft_trace.csv",)),
     "fig_speedup_by_category": FigureSpec(speedup_by_category, ("bench/summary.csv",)),
+    "fig_methods": FigureSpec(methods_overview, ("bench/summary.csv",)),
     "fig_speedup_vs_exit_ratio": FigureSpec(speedup_vs_exit_ratio, ("bench/sweep_exit_layer.csv",)),
     "fig_eta_gamma_heatmap": FigureSpec(eta_gamma_heatmap, ("bench/sweep_threshold.csv",)),
+    "fig_tree_sweep": FigureSpec(tree_sweep, ("bench/sweep_tree.csv",)),
     "fig_step_times": FigureSpec(step_times, ("bench/step_times.csv",)),
     "fig_projection_7b": FigureSpec(projection_7b, ("bench/projection_7b.csv",)),
 }

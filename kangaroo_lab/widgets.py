@@ -1,7 +1,7 @@
 """Interactive panels for the notebooks: thin layers over `explore` and `plots`.
 
 * `token_stream_html`   a generation as HTML: accepted drafts, rejected drafts, the target's own tokens;
-* `eta_panel`           a slider for the threshold eta over a recorded draft trace;
+* `threshold_panel`     a slider for the confidence threshold (η) over a recorded draft trace;
 * `step_panel`          one Kangaroo generation round by round, with its settings as controls.
 
 Each panel is a widget to display; its update methods are plain methods, so they can be called
@@ -23,10 +23,11 @@ from .decoding import DEFAULTS, GenerationResult
 from .models import Model
 
 ACCEPTED_STYLE = "background:#c8e6c9;border-radius:3px"  # green
+LOOKUP_STYLE = "background:#b2ebf2;border-radius:3px"  # cyan: a prompt-lookup token the target accepted
 REJECTED_STYLE = "color:#c62828;text-decoration:line-through;opacity:0.55"  # red, struck through, faint
 TARGET_STYLE = "background:#e3f2fd;border-radius:3px"  # blue: the target's correction or bonus token
 BOX_STYLE = "font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7;font-size:13px"
-STYLES = {"accepted": ACCEPTED_STYLE, "rejected": REJECTED_STYLE, "target": TARGET_STYLE}
+STYLES = {"accepted": ACCEPTED_STYLE, "lookup": LOOKUP_STYLE, "rejected": REJECTED_STYLE, "target": TARGET_STYLE}
 
 
 def _span(kind: str, text: str, title: str = "") -> str:
@@ -36,6 +37,7 @@ def _span(kind: str, text: str, title: str = "") -> str:
 
 def legend_html() -> str:
     return (f'<div style="font-size:12px;margin-bottom:4px">{_span("accepted", "accepted draft")} '
+            f'{_span("lookup", "accepted lookup token")} '
             f'{_span("rejected", "rejected draft")} {_span("target", "token of the target model")} '
             "(its correction after a rejection, or its bonus token after a fully accepted round)</div>")
 
@@ -63,37 +65,37 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-# ------------------------------------------------------------------------------------ eta
-class EtaPanel(w.VBox):
-    """A slider for the threshold eta over a draft trace recorded at eta = 0 (see `eta_panel`)."""
+# ------------------------------------------------------------------------------------ threshold
+class ThresholdPanel(w.VBox):
+    """A slider for the confidence threshold η over a draft trace recorded at η = 0 (see `threshold_panel`)."""
 
-    def __init__(self, trace_df, eta: float = DEFAULTS.threshold):
+    def __init__(self, trace_df, threshold: float = DEFAULTS.threshold):
         self.trace = trace_df
-        self.slider = w.FloatSlider(value=eta, min=0.0, max=1.0, step=0.05, description="η (threshold)",
+        self.slider = w.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.05, description="η (threshold)",
                                     continuous_update=False, readout_format=".2f",
                                     style={"description_width": "initial"}, layout=w.Layout(width="420px"))
         self.summary = w.HTML()
         self.image = w.Image(format="png")
         super().__init__([self.slider, self.summary, self.image])
         self.slider.observe(lambda change: self.update(change["new"]), names="value")
-        self.update(eta)
+        self.update(threshold)
 
-    def update(self, eta: float) -> dict:
-        """Redraw for `eta`; returns `plots.threshold_tradeoff` at it."""
-        shares = plots.threshold_tradeoff(self.trace, eta)
+    def update(self, threshold: float) -> dict:
+        """Redraw for `threshold`; returns `plots.threshold_tradeoff` at it."""
+        shares = plots.threshold_tradeoff(self.trace, threshold)
         self.summary.value = (
-            f"<b>η = {eta:.2f}</b>: {shares['rejected_avoided']:.0%} of the rejected drafts would not be made, "
+            f"<b>η = {threshold:.2f}</b>: {shares['rejected_avoided']:.0%} of the rejected drafts would not be made, "
             f"{1 - shares['accepted_kept']:.0%} of the accepted drafts would be lost; "
             f"{shares['drafts_per_round']:.2f} drafts per round, {shares['accepted_per_round']:.2f} of them accepted.")
-        self.image.value = figure_png(plots.eta_tradeoff(self.trace, eta))
+        self.image.value = figure_png(plots.eta_tradeoff(self.trace, threshold))
         return shares
 
 
-def eta_panel(trace_df, eta: float = DEFAULTS.threshold) -> EtaPanel:
-    """Move eta and see the share of rejected drafts it cuts and of accepted drafts it loses.
+def threshold_panel(trace_df, threshold: float = DEFAULTS.threshold) -> ThresholdPanel:
+    """Move the threshold η and see the share of rejected drafts it cuts and of accepted drafts it loses.
 
-    trace_df: one row per draft, recorded at eta = 0 (figures/data/bench/draft_trace.csv or `explore.record_trace`)."""
-    return EtaPanel(trace_df, eta)
+    trace_df: one row per draft, recorded at η = 0 (figures/data/bench/draft_trace.csv or `explore.record_trace`)."""
+    return ThresholdPanel(trace_df, threshold)
 
 
 # ------------------------------------------------------------------------------------ step by step
@@ -123,8 +125,8 @@ class StepPanel(w.VBox):
         label = {"style": {"description_width": "initial"}}
         self.exit_layer = w.Dropdown(options=layers, value=2 if 2 in layers else layers[0], description="exit layer l",
                                      **label)
-        self.eta = w.FloatSlider(value=DEFAULTS.threshold, min=0.0, max=1.0, step=0.05, description="η (threshold)",
-                                 readout_format=".2f", **label)
+        self.threshold = w.FloatSlider(value=DEFAULTS.threshold, min=0.0, max=1.0, step=0.05,
+                                       description="η (threshold)", readout_format=".2f", **label)
         self.gamma = w.IntSlider(value=DEFAULTS.max_draft, min=1, max=12, description="γ (max drafts)", **label)
         self.max_new_tokens = w.IntSlider(value=max_new_tokens, min=4, max=256, description="max new tokens", **label)
         self.prompt = w.Dropdown(options=list(prompts), description="prompt", layout=w.Layout(width="95%"), **label)
@@ -141,7 +143,7 @@ class StepPanel(w.VBox):
         self.all_button.on_click(lambda _: self.show_all())
         self.run: explore.StepThrough | None = None
         self.shown = 0
-        controls = w.VBox([w.HBox([self.exit_layer, self.eta, self.gamma]), self.max_new_tokens, self.prompt,
+        controls = w.VBox([w.HBox([self.exit_layer, self.threshold, self.gamma]), self.max_new_tokens, self.prompt,
                            self.free_text, w.HBox([self.generate_button, self.next_button, self.all_button])])
         super().__init__([controls, self.status, self.rounds_html, self.summary])
 
@@ -160,10 +162,11 @@ class StepPanel(w.VBox):
         """Run Kangaroo and AR with the current settings; show no round yet."""
         self.status.value = "<i>generating (Kangaroo and, for comparison, autoregressive decoding)...</i>"
         l = self.exit_layer.value
-        self.run = explore.step_through(self.model, self.adapter(l), self.current_prompt(), threshold=self.eta.value,
-                                        max_draft=self.gamma.value, max_new_tokens=self.max_new_tokens.value)
+        self.run = explore.step_through(self.model, self.adapter(l), self.current_prompt(),
+                                        threshold=self.threshold.value, max_draft=self.gamma.value,
+                                        max_new_tokens=self.max_new_tokens.value)
         self.shown = 0
-        self.status.value = (f"exit layer {l}, η = {self.eta.value:.2f}, γ = {self.gamma.value}: "
+        self.status.value = (f"exit layer {l}, η = {self.threshold.value:.2f}, γ = {self.gamma.value}: "
                              f"{len(self.run.rounds)} rounds. The prefill produced the first token "
                              f"<code>{html.escape(self.run.first_token)}</code>. Press <b>next round</b>.")
         self.next_button.disabled = self.all_button.disabled = not self.run.rounds
@@ -225,7 +228,7 @@ def step_panel(model: Model, adapters_or_loader: AdapterSource = None, prompts: 
     """Step through one Kangaroo generation round by round.
 
     Controls: exit layer (those with a shipped adapter, or the keys of a dict {exit_layer: adapter}),
-    eta, gamma, the prompt (a dropdown of `prompts`, or free text), max new tokens. "generate" runs
+    the threshold η, gamma, the prompt (a dropdown of `prompts`, or free text), max new tokens. "generate" runs
     it, "next round" reveals the rounds one by one (drafts with their confidences, accepted or
     rejected, the rollback), and the last round shows the comparison with AR and CTAR(w).
     adapters_or_loader: a dict, a function exit_layer -> adapter, or None (load the shipped ones)."""

@@ -12,10 +12,14 @@ from matplotlib.figure import Figure
 
 from kangaroo_lab import plots
 from kangaroo_lab.cli import main
+from kangaroo_lab.decoding import Round
 
 DEVICE, VERSIONS = "NVIDIA TestCard", "torch 9.9, transformers 9.9, python 3.x"
 ENV = {"device": DEVICE, "versions": VERSIONS}
 CATS = ["mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag"]
+OURS = ["ar", "kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup", "kangaroo-noadapter"]
+HF = ["hf", "hf-pld", "hf-earlyexit"]
+SPECULATIVE = ["kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup", "kangaroo-noadapter"]  # rounds, tokens per round
 
 
 # ------------------------------------------------------------------------------------ synthetic frames
@@ -47,20 +51,24 @@ def random_trace(seed=0, rounds_per_cat=40, gamma=6) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary_frame(with_note=True) -> pd.DataFrame:
-    methods = ["ar", "kangaroo", "kangaroo-noadapter", "hf", "hf-pld", "hf-earlyexit"]
+def summary_frame(with_note=True, methods=tuple(OURS + HF)) -> pd.DataFrame:
+    """summary.csv's schema; speedup 1 + 0.1 x (the method's place in `methods`), stored in a scrambled order."""
     rows = []
     for m_i, m in enumerate(methods):
+        spec = m in SPECULATIVE
         for c_i, cat in enumerate(CATS + ["overall"]):
-            spec = m in ("kangaroo", "kangaroo-noadapter")
             rows.append({"method": m, "category": cat, "questions": 10 if m.startswith("hf") else 20,
                          "tokens_per_s": 300 + 20 * m_i + c_i, "speedup_vs_ar": 1.0 if m == "ar" else 1 + 0.1 * m_i,
-                         "speedup_vs_hf": None, "mean_accepted": (1.5 + 0.1 * c_i) if spec else (1.0 if m == "ar" else None),
+                         "speedup_vs_hf": None,
+                         "mean_accepted": (1.5 + 0.1 * c_i) if spec else (1.0 if m == "ar" else None),
+                         "nodes_per_round": (4.0 + m_i) if spec else None,
+                         "draft_steps_per_round": 2.0 if spec else None,
+                         "syncs_per_round": 2.5 if m == "kangaroo" else 1.0,
                          **{f"ctar_{w}": (0.8 / w if spec else None) for w in range(1, 7)},
-                         "identical_to_ar": 1.0 if m != "ar" else None, **ENV})
+                         "identical_to_ar": (0.75 if m == "pld" else 1.0) if m != "ar" else None, **ENV})
     if with_note:
         rows.append({"method": "note", "category": "hf-pld answered only the first 10 questions per category"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sample(frac=1, random_state=0)  # stored order must not matter
 
 
 def sweep_exit_frame() -> pd.DataFrame:
@@ -85,23 +93,91 @@ def sweep_threshold_frame() -> pd.DataFrame:
     return pd.DataFrame([r | ENV for r in rows])
 
 
+ROWS = [1, 2, 4, 8, 16, 32, 64, 128]
+SHAPES = {"smollm2-135m-instruct": 2.0, "vicuna-7b-shaped (random weights)": 10.0}  # shape -> full(1) ms
+STEP_SHARE = {"full": 1.0, "verify": 0.9, "draft": 0.2, "shallow": 0.1}  # step ms at one row ÷ full(1) ms
+
+
+def step_ms(shape: str, step: str, rows: int) -> float:
+    """Synthetic step time: full(1) x the step's share x (1 + (rows - 1) / 254): 1.5x from 1 to 128 rows."""
+    return SHAPES[shape] * STEP_SHARE[step] * (1 + (rows - 1) / 254)
+
+
 def step_times_frame() -> pd.DataFrame:
-    rows = []
-    for shape, full in (("smollm2-135m", 2.0), ("vicuna-7b-shaped (random weights)", 10.0)):
-        model = shape.split(" ")[0]
-        rows += [{"model": model, "shape": shape, "step": "full", "tokens": 1, "ms": full},
-                 {"model": model, "shape": shape, "step": "draft", "tokens": 1, "ms": full / 10}]
-        rows += [{"model": model, "shape": shape, "step": "verify", "tokens": k + 1, "ms": full * (1 + 0.05 * k)}
-                 for k in range(9)]
+    rows = [{"model": shape.split(" ")[0], "shape": shape, "step": step, "tokens": r, "ms": step_ms(shape, step, r)}
+            for shape in SHAPES for step in STEP_SHARE for r in ROWS]
     return pd.DataFrame([r | ENV for r in rows])
 
 
-def projection_frame() -> pd.DataFrame:
-    rows = [{"category": c, "rounds": 100, "mean_accepted": 2.0, "mean_drafts": 3.0, "draft_ms": 1.0,
-             "verify_ms": 12.0, "full_ms": 10.0, "projected_ar_tokens_per_s": 100.0,
-             "projected_kangaroo_tokens_per_s": 100 * (1.2 + 0.05 * i), "projected_speedup": 1.2 + 0.05 * i,
-             "source": "vicuna-7b-shaped step times x smollm2 traces", **ENV} for i, c in enumerate(CATS + ["overall"])]
+def projection_frame(methods=tuple(SPECULATIVE)) -> pd.DataFrame:
+    """projection_7b.csv's schema: speedup = tokens per round x full ms ÷ round ms, as costs.project_stored writes."""
+    rows = []
+    for m_i, m in enumerate(methods):
+        for c_i, c in enumerate(CATS + ["overall"]):
+            tokens, round_ms = 1.5 + 0.5 * m_i + 0.05 * c_i, 11.0 + m_i
+            rows.append({"method": m, "category": c, "rounds": 100, "mean_accepted": tokens,
+                         "mean_draft_steps": 2.0, "round_ms": round_ms, "full_ms": 10.0,
+                         "projected_ar_tokens_per_s": 100.0, "projected_tokens_per_s": 100 * tokens * 10 / round_ms,
+                         "projected_speedup": tokens * 10 / round_ms,
+                         "source": "vicuna-7b-shaped step times x smollm2 rounds", **ENV})
     return pd.DataFrame(rows)
+
+
+def sweep_tree_frame(lookup=True) -> pd.DataFrame:
+    """sweep_tree.csv's schema: the grids of the trees (budget 16/32 x depth 2/3, top-k 4, η 0, device) and variants.
+    Speedups: kangaroo-tree 1 + budget / 100 + depth / 10 (best 32, 3: 1.62); kangaroo+lookup 2 + the same
+    (best 2.62); pld 2.5 .. 2.7; the tree's top-k 2 variant 1.7 beats its grid."""
+    base = {"exit_layer": 2, "adapter": "shipped", "questions": 6, "tokens_per_s": 300.0, "mean_accepted": 2.0,
+            "drafts_per_round": 2.0, "nodes_per_round": 10.0, "syncs_per_round": 1.0}
+    rows = [{"method": "ar", "questions": 6, "tokens_per_s": 300.0, "speedup_vs_ar": 1.0, "mean_accepted": 1.0,
+             "syncs_per_round": 1.0}]
+    rows += [base | {"method": "pld", "exit_layer": None, "adapter": None, "threshold": 0.6, "max_draft": 6, "top_k": 4,
+                     "node_budget": 32, "lookup_tokens": n, "early_exit": "host", "speedup_vs_ar": 2.5 + n / 160}
+             for n in (8, 16, 32)]
+    methods = ("kangaroo-tree", "kangaroo+lookup") if lookup else ("kangaroo-tree",)
+    for m in methods:
+        lookup_tokens, offset = (16, 1.0) if m == "kangaroo+lookup" else (8, 0.0)
+        rows += [base | {"method": m, "threshold": 0.0, "max_draft": d, "top_k": 4, "node_budget": b,
+                         "lookup_tokens": lookup_tokens, "early_exit": "device",
+                         "speedup_vs_ar": 1 + offset + b / 100 + d / 10} for b in (16, 32) for d in (2, 3)]
+        rows.append(base | {"method": m, "threshold": 0.0, "max_draft": 3, "top_k": 2, "node_budget": 32,
+                            "lookup_tokens": lookup_tokens, "early_exit": "device", "speedup_vs_ar": 1.7 + offset})
+        rows.append(base | {"method": m, "threshold": 0.1, "max_draft": 6, "top_k": 4, "node_budget": 32,
+                            "lookup_tokens": lookup_tokens, "early_exit": "host", "speedup_vs_ar": 1.1 + offset,
+                            "syncs_per_round": 3.5})
+    rows += [base | {"method": "kangaroo", "threshold": 0.6, "max_draft": 6, "top_k": 4, "node_budget": 32,
+                     "lookup_tokens": 8, "early_exit": exit_, "speedup_vs_ar": speedup}
+             for exit_, speedup in (("device", 0.8), ("host", 1.2))]
+    rows.append({"method": "ar", "questions": 6, "tokens_per_s": 290.0, "speedup_vs_ar": 0.97, "mean_accepted": 1.0,
+                 "syncs_per_round": 1.0})
+    return pd.DataFrame([r | ENV for r in rows])
+
+
+def chain_round() -> Round:
+    """kangaroo: six drafts in a chain, the first three accepted, then the target's token 7."""
+    return Round(drafts=[1, 2, 3, 4, 5, 6], confidences=[0.9, 0.8, 0.7, 0.4, 0.3, 0.2], accepted=3, token=7,
+                 draft_steps=6)
+
+
+def tree_round() -> Round:
+    """kangaroo+lookup: an adapter tree (4 children of the root, 4 or 2 below each, 2 below the first 8 of those:
+    32 nodes) and a lookup branch of 8 tokens from the root; the lookup branch's first 5 tokens accepted."""
+    drafts, parents, conf, sources = [], [], [], []
+
+    def add(parent, token, c, source="adapter"):
+        drafts.append(token), parents.append(parent), conf.append(c), sources.append(source)
+        return len(drafts) - 1
+
+    level1 = [add(-1, 10 + i, 0.5 / (i + 1)) for i in range(4)]
+    level2 = [add(p, 20 + k, 0.3 / (k + 1)) for j, p in enumerate(level1) for k in range(4 if j < 2 else 2)]
+    for p in level2[:8]:
+        add(p, 40, 0.2), add(p, 41, 0.1)
+    lookup, parent = [], -1
+    for i in range(8):
+        parent = add(parent, 60 + i, float("nan"), "lookup")
+        lookup.append(parent)
+    return Round(drafts=drafts, confidences=conf, accepted=5, token=99, parents=parents, path=lookup[:5],
+                 sources=sources, draft_steps=3)
 
 
 def training_curves_frame() -> pd.DataFrame:
@@ -132,6 +208,7 @@ STORED = {  # relative path -> synthetic frame, for build_figures
     "bench/draft_trace.csv": random_trace, "bench/summary.csv": summary_frame,
     "bench/sweep_exit_layer.csv": sweep_exit_frame, "bench/sweep_threshold.csv": sweep_threshold_frame,
     "bench/step_times.csv": step_times_frame, "bench/projection_7b.csv": projection_frame,
+    "bench/sweep_tree.csv": sweep_tree_frame,
 }
 
 
@@ -145,6 +222,11 @@ def write_stored(data_dir, names=tuple(STORED)):
 def texts(fig: Figure) -> str:
     """Every piece of text on the figure (titles, labels, footer, annotations, legends), joined."""
     return "\n".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+
+
+def title(fig: Figure) -> str:
+    """The figure's title on one line (`_finish` wraps long titles)."""
+    return fig._suptitle.get_text().replace("\n", " ")
 
 
 def close(fig):
@@ -202,14 +284,17 @@ def test_threshold_above_every_confidence_proposes_only_the_first_draft():
     first = trace[trace["position"] == 1]
     assert t["accepted_kept"] == pytest.approx(first["accepted"].sum() / trace["accepted"].sum())
     curve = plots.tradeoff_curve(trace)
-    assert len(curve) == 101 and curve["eta"].iloc[-1] == 1.0
+    assert len(curve) == 101 and curve["threshold"].iloc[-1] == 1.0
     assert curve["accepted_kept"].is_monotonic_decreasing and curve["rejected_avoided"].is_monotonic_increasing
 
 
-def test_step_time_ratios():
+def test_step_time_ratios_are_multiples_of_full_1():
     t = plots.step_time_ratios(step_times_frame()).set_index(["shape", "step", "tokens"])
-    assert t.loc[("smollm2-135m", "verify", 5), "ratio"] == pytest.approx(1.2)
-    assert t.loc[("vicuna-7b-shaped (random weights)", "draft", 1), "ratio"] == pytest.approx(0.1)
+    shape = "smollm2-135m-instruct"
+    assert t.loc[(shape, "full", 1), "ratio"] == pytest.approx(1.0)
+    assert t.loc[(shape, "full", 128), "ratio"] == pytest.approx(1.5)
+    assert t.loc[(shape, "verify", 65 - 1), "ratio"] == pytest.approx(0.9 * (1 + 63 / 254))
+    assert t.loc[("vicuna-7b-shaped (random weights)", "draft", 1), "full_ms"] == pytest.approx(10.0)
 
 
 def test_provenance_and_notes():
@@ -220,25 +305,83 @@ def test_provenance_and_notes():
 
 
 # ------------------------------------------------------------------------------------ figures
-def test_speedup_by_category_bars_and_footer():
+def bar_color(method):
+    return matplotlib.colors.to_rgb(plots.METHOD_COLORS[method])
+
+
+def test_every_bench_method_has_a_label_and_its_own_colour():
+    from kangaroo_lab.bench import METHODS
+
+    assert set(METHODS) <= set(plots.METHOD_LABELS) and set(METHODS) <= set(plots.METHOD_COLORS)
+    assert len({plots.METHOD_COLORS[m] for m in METHODS}) == len(METHODS)
+    assert plots.METHOD_ORDER[:6] == tuple(OURS) and plots.METHOD_ORDER[6:] == tuple(HF)
+
+
+def test_speedup_by_category_bars_in_method_order():
     fig = plots.speedup_by_category(summary_frame())
     ax, bx = fig.axes
     n_cats = len(CATS) + 1
-    assert len(ax.patches) == 5 * n_cats  # every method but ar, per category and overall
-    assert len(bx.patches) == 2 * n_cats  # only kangaroo and kangaroo-noadapter have mean accepted tokens
-    kangaroo = [p for p in ax.patches if p.get_facecolor()[:3] == matplotlib.colors.to_rgb(plots.METHOD_COLORS["kangaroo"])]
+    assert len(ax.patches) == 8 * n_cats  # every method but ar, per category and overall
+    assert len(bx.patches) == 5 * n_cats  # hf's methods have no rounds: no tokens per round
+    kangaroo = [p for p in ax.patches if p.get_facecolor()[:3] == bar_color("kangaroo")]
     assert [round(p.get_height(), 3) for p in kangaroo] == [1.1] * n_cats
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == "Overall"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [plots.METHOD_LABELS[m] for m in OURS + HF]  # the ar line first, then the bars
+    first_group = sorted((ax.patches[i * n_cats] for i in range(8)), key=lambda p: p.get_x())  # MT-Bench's bars
+    assert [p.get_facecolor()[:3] for p in first_group] == [bar_color(m) for m in OURS[1:] + HF]
     assert DEVICE in texts(fig) and VERSIONS in texts(fig) and "only the first 10 questions" in texts(fig)
+    assert "pld 75%" in texts(fig)  # identical to ar
+    close(fig)
+
+
+def test_summary_figures_with_few_methods():
+    summary = summary_frame(with_note=False, methods=("ar", "kangaroo+lookup"))
+    fig = plots.speedup_by_category(summary)
+    assert len(fig.axes[0].patches) == len(CATS) + 1
+    close(fig)
+    fig = plots.ctar(summary)
+    assert len(fig.axes[0].lines) == 1 and "no per-category Kangaroo rows" in texts(fig)
+    close(fig)
+    fig = plots.methods_overview(summary)
+    assert len(fig.axes[0].patches) == 2
     close(fig)
 
 
 def test_ctar_lines_from_summary_and_trace():
     fig = plots.ctar(summary_frame(), known_trace())
     ax, bx = fig.axes
-    assert len(ax.lines) == 3  # kangaroo, kangaroo-noadapter, the trace
+    assert len(ax.lines) == len(SPECULATIVE) + 1  # the methods with rounds, the trace
+    assert [line.get_label() for line in ax.lines[:-1]] == [plots.METHOD_LABELS[m] for m in SPECULATIVE]
     np.testing.assert_allclose(ax.lines[-1].get_ydata(), [2 / 3, 1 / 3, 0, 0, 0, 0])
     assert len(bx.lines) == len(CATS)
+    assert "no round emitted" not in texts(fig)
+    close(fig)
+
+
+def test_ctar_notes_a_method_whose_rounds_are_capped():
+    summary = summary_frame(with_note=False, methods=("ar", "kangaroo-tree"))
+    summary.loc[summary["method"] == "kangaroo-tree", ["ctar_3", "ctar_4", "ctar_5", "ctar_6"]] = 0.0
+    fig = plots.ctar(summary)
+    assert "Kangaroo tree: no round emitted more than 3 tokens" in texts(fig)
+    close(fig)
+
+
+def test_methods_overview():
+    fig = plots.methods_overview(summary_frame())
+    ax, bx, cx = fig.axes
+    methods = OURS + HF
+    assert [t.get_text() for t in ax.get_yticklabels()] == [plots.METHOD_LABELS[m] for m in methods]
+    np.testing.assert_allclose([p.get_width() for p in ax.patches], [1.0] + [1 + 0.1 * i for i in range(1, 9)])
+    assert [p.get_facecolor()[:3] for p in ax.patches] == [bar_color(m) for m in methods]
+    tokens = [p.get_width() for p in bx.patches]
+    np.testing.assert_allclose(tokens[:6], [1.0] + [1.5 + 0.1 * 6] * 5)  # overall rows; ar: one token per step
+    assert all(np.isnan(tokens[6:]))  # hf methods: no rounds
+    table = [t.get_text() for t in cx.texts]
+    assert "host syncs\nper round" in table and "2.50" in table  # kangaroo's syncs
+    red = [t.get_text() for t in cx.texts if t.get_color() == plots.REJECTED_COLOR]
+    assert red == ["75%"]  # pld did not always answer as ar did
+    assert "(20 questions)" in fig._suptitle.get_text() and DEVICE in texts(fig)
     close(fig)
 
 
@@ -254,10 +397,11 @@ def test_trace_figures():
     heights = np.array([p.get_height() for p in fig.axes[0].patches]).reshape(2, -1)
     np.testing.assert_allclose(heights.sum(1), [1, 1])  # each group sums to one
     close(fig)
-    fig = plots.confidence_by_category(trace)
+    fig = plots.confidence_by_category(trace, threshold=0.3)
     assert sum(ax.get_visible() and ax.axison for ax in fig.axes) == len(CATS)
+    assert all(any(np.allclose(line.get_xdata(), 0.3) for line in ax.lines) for ax in fig.axes if ax.axison)
     close(fig)
-    fig = plots.eta_tradeoff(trace, eta=0.6)
+    fig = plots.eta_tradeoff(trace, threshold=0.6)
     assert len(fig.axes) == 3  # two panels and the drafts-per-round axis
     assert "η = 0.6" in texts(fig)
     close(fig)
@@ -277,15 +421,127 @@ def test_sweep_figures():
     close(fig)
 
 
-def test_step_times_and_projection():
-    fig = plots.step_times(step_times_frame())
-    ax, bx = fig.axes
-    assert any(np.allclose(line.get_ydata(), plots.TARGET_VERIFY_RATIO) for line in ax.lines)
-    assert len(bx.patches) == 2
+def test_tree_sweep_heatmaps_variants_and_best():
+    sweep = sweep_tree_frame()
+    fig = plots.tree_sweep(sweep)
+    tree, lookup, bars = fig.axes[0], fig.axes[1], fig.axes[-1]  # between them: the heatmaps' colour bars
+    for ax, best in ((tree, 1.62), (lookup, 2.62)):
+        grid = ax.images[0].get_array()
+        assert grid.shape == (2, 2)  # depth 2, 3 x budget 16, 32
+        assert grid.max() == pytest.approx(best) and grid[1, 1] == pytest.approx(best)  # depth 3, budget 32
+        boxes = [p for p in ax.patches if matplotlib.colors.to_rgb(p.get_edgecolor()) == (1, 0, 0)]
+        assert len(boxes) == 1 and boxes[0].get_xy() == (0.5, 0.5)  # the red box on the best cell
+    labels = [t.get_text() for t in bars.get_yticklabels()]
+    # ar out; 3 pld, 2 kangaroo, per tree 2 variants + its best grid cell
+    assert len(bars.patches) == len(labels) == 3 + 2 + 2 * 3
+    assert sum("(best of the heatmap)" in label for label in labels) == 2
+    assert "Kangaroo tree: top-k 2, depth 3, budget 32" in labels
+    assert "Kangaroo tree: top-k 4, depth ≤ 6, budget 32, η 0.1 host exit" in labels
+    assert "Kangaroo (chain): γ 6, η 0.6 device mask" in labels
+    starred = [t.get_text() for t in bars.texts if t.get_text().startswith("★")]
+    assert starred == ["★ 2.70× · 2.00 tok/round"]  # pld with 32 lookup tokens, the best of the sweep
+    bold = [t.get_text() for t in bars.get_yticklabels() if t.get_fontweight() == "bold"]
+    assert bold == ["prompt lookup (pld): lookup 32 tokens"]
+    assert any("3.50 host syncs/round" in t.get_text() for t in bars.texts)  # host exit: syncs shown
+    assert "best setting of the sweep (★): prompt lookup (pld), lookup 32 tokens" in texts(fig)
+    assert "0.97x its first speed" in texts(fig)  # the closing ar row
     close(fig)
-    fig = plots.projection_7b(projection_frame())
-    assert "projection" in fig._suptitle.get_text().lower()
+
+
+def test_tree_sweep_without_a_method():
+    fig = plots.tree_sweep(sweep_tree_frame(lookup=False))
+    assert "no kangaroo+lookup rows in this sweep" in texts(fig)
+    assert fig.axes[0].images[0].get_array().shape == (2, 2)
+    close(fig)
+    only_ar = sweep_tree_frame()
+    fig = plots.tree_sweep(only_ar[only_ar["method"] == "ar"])
+    assert "no settings but ar in this sweep" in texts(fig)
+    close(fig)
+
+
+def test_step_times_against_rows():
+    fig = plots.step_times(step_times_frame())
+    assert len(fig.axes) == 2  # one panel per shape
+    for ax, (shape, full_ms) in zip(fig.axes, SHAPES.items()):
+        assert shape in ax.get_title() and f"full(1) = {full_ms:.2f} ms" in ax.get_title()
+        assert ax.get_xscale() == "log"
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(r) for r in ROWS]
+        steps = [line for line in ax.lines if len(line.get_xdata()) == len(ROWS)]
+        assert len(steps) == 4
+        for line, step in zip(steps, plots.STEP_STYLES):  # time ÷ full(1) of its own shape
+            np.testing.assert_allclose(line.get_ydata(), [step_ms(shape, step, r) / full_ms for r in ROWS])
+        assert "1.50×" in [t.get_text() for t in ax.texts]  # full(128) ÷ full(1), at the line's end
+    assert "full(128) costs 1.50× full(1)" in texts(fig)
+    close(fig)
+
+
+def test_projection_bars_per_method_and_category():
+    projection = projection_frame()
+    fig = plots.projection_7b(projection)
+    ax, bx = fig.axes
+    assert fig._suptitle.get_text().startswith("PROJECTION")
+    assert "PROJECTED" in ax.get_ylabel()
+    assert len(ax.patches) == 5 * (len(CATS) + 1)
+    assert all(p.get_hatch() == "//" for p in ax.patches)  # hatched: not a measurement
+    tree = [p.get_height() for p in ax.patches if p.get_facecolor()[:3] == bar_color("kangaroo-tree")]
+    np.testing.assert_allclose(tree, projection.loc[projection["method"] == "kangaroo-tree", "projected_speedup"])
+    points = [line for line in bx.lines if line.get_marker() == "o"]
+    assert len(points) == 5  # one per method, overall
+    assert "source: vicuna-7b-shaped step times x smollm2 rounds" in texts(fig)
+    close(fig)
+    legacy = projection_frame(methods=("kangaroo",)).drop(columns="method")  # before the trees: no method column
+    fig = plots.projection_7b(legacy)
     assert len(fig.axes[0].patches) == len(CATS) + 1
+    close(fig)
+
+
+def test_tree_layout_by_hand():
+    # drafts 0, 1 below the root; 2, 3 below 0; the target's token below 0, first among its siblings
+    depth, row = plots._tree_layout([-1, -1, 0, 0], target_parent=0)
+    np.testing.assert_array_equal(depth, [1, 1, 2, 2, 2, 0])  # drafts 0..3, the target, the root
+    np.testing.assert_array_equal(row, [1, 3, 1, 2, 0, 2])  # leaves: target 0, draft 2 at 1, 3 at 2, 1 at 3
+
+
+def node_texts(fig):
+    """The boxed texts of a round_tree (the nodes), by their text."""
+    return [t for t in fig.axes[0].texts if t.get_bbox_patch() is not None and t.get_text() and
+            t.get_bbox_patch().get_facecolor()[3] == 1]
+
+
+def test_round_tree_of_a_chain():
+    fig = plots.round_tree(chain_round(), label=lambda t: f"t{t}")
+    ax = fig.axes[0]
+    names = [t.get_text() for t in node_texts(fig)]
+    assert names[:6] == [f"t{i}" for i in range(1, 7)] and "root" in names and "t7" in names
+    thick = [line for line in ax.lines if line.get_linewidth() > 2]
+    assert len(thick) == 3 + 1  # the accepted path's edges and the edge to the target's token
+    accepted = [t for t in node_texts(fig) if t.get_bbox_patch().get_linewidth() == 2.0]
+    assert [t.get_text() for t in accepted] == ["t1", "t2", "t3"]
+    assert {t.get_text() for t in ax.texts} >= {"0.90", "0.20"}  # confidences
+    target = next(t for t in node_texts(fig) if t.get_text() == "t7")
+    assert target.get_position()[0] == 4  # right after the last accepted draft (depth 3)
+    assert "3 accepted + the target's token = 4 tokens" in title(fig)
+    close(fig)
+
+
+def test_round_tree_with_a_lookup_branch():
+    rnd = tree_round()
+    fig = plots.round_tree(rnd, label=lambda t: f"t{t}")
+    ax = fig.axes[0]
+    nodes = node_texts(fig)
+    assert len(nodes) == len(rnd.drafts) + 2 == 42  # drafts, the root, the target's token
+    colours = {t.get_text(): matplotlib.colors.to_hex(t.get_bbox_patch().get_facecolor()) for t in nodes}
+    assert colours["t60"] == plots.NODE_COLORS["lookup"] and colours["t10"] == plots.NODE_COLORS["adapter"]
+    thick = [line for line in ax.lines if line.get_linewidth() > 2]
+    assert len(thick) == 5 + 1
+    target = next(t for t in nodes if t.get_text() == "t99")
+    assert target.get_position()[0] == 6  # after the 5th lookup token
+    positions = [t.get_position() for t in nodes]
+    assert len(set(positions)) == len(positions)  # no two nodes on the same spot
+    confidences = [t for t in ax.texts if t.get_text().startswith("0.")]
+    assert len(confidences) == 32  # the adapter's drafts only: lookup tokens have none
+    assert "32 adapter, 8 lookup, 3 draft steps" in title(fig)
+    assert {t.get_text() for t in fig.legends[0].get_texts()} >= {"lookup token", "accepted path"}
     close(fig)
 
 
@@ -334,12 +590,14 @@ def test_build_figures_writes_present_and_skips_missing(tmp_path):
     write_stored(data, ["training_curves.csv", "bench/summary.csv"])
     lines = []
     written = plots.build_figures(data, out, log=lines.append)
-    stems = ["fig_training_curves", "fig_ctar", "fig_speedup_by_category"]
+    stems = ["fig_training_curves", "fig_ctar", "fig_speedup_by_category", "fig_methods"]
     assert sorted(written) == sorted(out / f"{s}.{ext}" for s in stems for ext in ("png", "pdf"))
     assert all(p.stat().st_size > 1000 for p in written)
-    assert sum(line.startswith("wrote ") for line in lines) == 6
+    assert sum(line.startswith("wrote ") for line in lines) == 8
     skipped = [line for line in lines if line.startswith("skipped ")]
-    assert len(skipped) == len(plots.FIGURES) - 3
+    assert len(skipped) == len(plots.FIGURES) - 4
+    tree = next(line for line in skipped if "fig_tree_sweep" in line)
+    assert "bench/sweep_tree.csv" in tree and "kangaroo-lab bench --sweep tree" in tree
     eta = next(line for line in skipped if "fig_eta_gamma_heatmap" in line)
     assert str(data / "bench/sweep_threshold.csv") in eta and "kangaroo-lab bench --sweep threshold" in eta
     assert set(plots.missing_inputs(data)) == set(plots.FIGURES) - set(stems)

@@ -42,8 +42,9 @@ def test_token_text_is_escaped():
     assert widgets._span("target", "<b>&") == f'<span style="{widgets.TARGET_STYLE}">&lt;b&gt;&amp;</span>'
 
 
-def test_eta_panel_follows_the_slider(trace):
-    panel = widgets.eta_panel(trace, eta=0.6)
+def test_threshold_panel_follows_the_slider(trace):
+    panel = widgets.threshold_panel(trace, threshold=0.6)
+    assert isinstance(panel, widgets.ThresholdPanel) and panel.slider.value == 0.6
     first = panel.summary.value
     assert "η = 0.60" in first and panel.image.value[:4] == b"\x89PNG"
     shares = panel.update(0.3)
@@ -68,12 +69,12 @@ def test_step_panel_steps_through_rounds(tiny, adapters):
 
 def test_step_panel_settings_reach_generation(tiny, adapters):
     panel = widgets.step_panel(tiny, adapters, ["hello there"])
-    panel.exit_layer.value, panel.eta.value, panel.gamma.value, panel.max_new_tokens.value = 1, 0.0, 3, 10
+    panel.exit_layer.value, panel.threshold.value, panel.gamma.value, panel.max_new_tokens.value = 1, 0.0, 3, 10
     panel.free_text.value = "my own prompt"
     run = panel.generate()
-    assert run.exit_layer == 1 and run.max_draft == 3 and len(run.kangaroo.token_ids) == 10
+    assert run.exit_layer == 1 and run.threshold == 0.0 and run.max_draft == 3 and len(run.kangaroo.token_ids) == 10
     assert run.kangaroo.prompt_ids == tiny.encode("my own prompt")
-    assert all(len(r.drafts) == min(3, 10 - r.start - 1) for r in run.rounds)  # eta = 0: gamma drafts per round
+    assert all(len(r.drafts) == min(3, 10 - r.start - 1) for r in run.rounds)  # η = 0: gamma drafts per round
 
 
 def test_step_panel_with_a_loader(tiny, adapters):
