@@ -181,7 +181,7 @@ def choose_adapter(model: Model, path=None, exit_layer: int | None = None, untra
 
 
 # ------------------------------------------------------------------------------------ coloured output
-ACCEPTED, LOOKUP, REJECTED, RESET = "\x1b[32m", "\x1b[36m", "\x1b[9;31m", "\x1b[0m"  # green; cyan; red struck
+ACCEPTED, LOOKUP, REJECTED, RESET = "\x1b[32m", "\x1b[33m", "\x1b[9;31m", "\x1b[0m"  # green; yellow; red struck
 # on a terminal, control characters the model emits are shown as symbols (a random model's ESC would garble it)
 _CONTROL_PICTURES = {c: 0x2400 + c for c in range(32) if chr(c) not in "\n\t"}
 

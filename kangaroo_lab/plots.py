@@ -1067,6 +1067,7 @@ PRODUCERS = {  # stored file (relative to the data folder) -> what produces it
     "bench/sweep_exit_layer.csv": "`kangaroo-lab bench --sweep exit-layer` on a GPU",
     "bench/sweep_threshold.csv": "`kangaroo-lab bench --sweep threshold` on a GPU",
     "bench/step_times.csv": "`kangaroo-lab bench --costs` on a GPU",
+    "bench/rows_identity.csv": "`scripts/gpu_speed.py --stages extras` on a GPU (ar and the chain over natural and fixed rows)",
     "bench/projection_7b.csv": ("`kangaroo-lab bench --costs` on a GPU (from the run's rounds of every method "
                                 "and step times)"),
     "bench/sweep_tree.csv": "`kangaroo-lab bench --sweep tree` on a GPU (or the GPU script scripts/gpu_trees.py)",

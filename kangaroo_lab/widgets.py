@@ -23,7 +23,7 @@ from .decoding import DEFAULTS, GenerationResult
 from .models import Model
 
 ACCEPTED_STYLE = "background:#c8e6c9;border-radius:3px"  # green
-LOOKUP_STYLE = "background:#b2ebf2;border-radius:3px"  # cyan: a prompt-lookup token the target accepted
+LOOKUP_STYLE = "background:#fdd0a2;border-radius:3px"  # orange, as in plots: a lookup token the target accepted
 REJECTED_STYLE = "color:#c62828;text-decoration:line-through;opacity:0.55"  # red, struck through, faint
 TARGET_STYLE = "background:#e3f2fd;border-radius:3px"  # blue: the target's correction or bonus token
 BOX_STYLE = "font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7;font-size:13px"

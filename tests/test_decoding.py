@@ -115,7 +115,7 @@ def test_greedy_trees_and_lookup_equal_ar_smollm2(smol):
     settings = [("pld", dict(lookup_tokens=16)), ("pld", dict(lookup_tokens=4, n_max=2)),
                 ("kangaroo-tree", dict(top_k=4, node_budget=32, max_draft=4)),
                 ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=6, threshold=0.1, early_exit="host")),
-                ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3)),
+                ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3, lookup_tokens=8)),
                 ("kangaroo+lookup", dict(top_k=8, node_budget=48, max_draft=4, lookup_tokens=16, threshold=0.05))]
     branches = 0
     for i, q in enumerate(load_minibench()[3::10]):  # one question per category
