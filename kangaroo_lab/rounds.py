@@ -10,6 +10,10 @@ One `RoundSteps` serves every speculative method; they differ in the tree they p
 | `kangaroo-tree`   | l          | adapter levels, top-k children per node        | on the device, as a mask        |
 | `kangaroo+lookup` | l          | the lookup branch + adapter levels             | on the device, as a mask        |
 
+(the early exit's place is each method's default; `early_exit` moves it). The chain tests each
+draft's own top-1 probability, as the paper does; a tree tests its newest level's best cumulative
+probability.
+
 A round, from the root (the newest committed token) at position `base`:
 
 1. **propose**: the host fills the lookup branch (`lookup.PromptLookup`: no device work).
@@ -40,6 +44,7 @@ outputs match bit for bit.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +84,7 @@ class RoundSteps:
         self.exit_layer = adapter.exit_layer if adapter is not None else 0
         self.lookup_settings, self.host_exit, self.sampled, self.rows, self.call = lookup, host_exit, sampled, rows, call
         self.fuse = fuser(backend)
+        self.chain = layout.lookup == 0 and all(w == 1 for w in layout.levels)  # eta per draft, not per level
         P, long = layout.size, dict(dtype=torch.long, device=dev)
         self.base = torch.zeros(1, **long)  # the root's position (= its cache slot)
         self.tokens = torch.zeros(P, **long)
@@ -109,7 +115,7 @@ class RoundSteps:
     def reset(self, sampler, threshold: float):
         """Before a generation: its sampler and eta; no host syncs counted yet."""
         self.sampler, self.threshold, self.lookup, self.syncs = sampler, threshold, None, 0
-        masked = threshold > 0 and not (self.host_exit and self.layout.top_k == 1 and self.layout.lookup == 0)
+        masked = threshold > 0 and not (self.host_exit and self.chain)
         self.log_eta.fill_(math.log(threshold) if masked else -math.inf)  # the host-tested chain masks nothing
         self.valid.zero_()
         self.valid[0] = True
@@ -139,16 +145,20 @@ class RoundSteps:
     def _shallow(self, idx: torch.Tensor):
         """Shallow layers over nodes idx (real rows): fill their states and the caches (< l, and the
         adapter's); return (h (1, R, D), window)."""
-        e, rows = self.model.engine, self._pad(idx)
+        rows = self._pad(idx)
         window = self._window(rows)
-        h = self._run(e, self.tokens[rows][None], window)  # (1, R, D)
+        with self._layers() as e:
+            h = e.shallow(self.tokens[rows][None], window, self.exit_layer)  # (1, R, D)
         self.states.index_copy_(1, idx, h[:, : idx.shape[0]])
         return h, window
 
-    def _run(self, e, tokens, window):
+    @contextmanager
+    def _layers(self):
+        """The engine, its layers called through `self.call` (compiled) meanwhile."""
+        e = self.model.engine
         prev, e.call = e.call, self.call
         try:
-            return e.shallow(tokens, window, self.exit_layer)
+            yield e
         finally:
             e.call = prev
 
@@ -190,13 +200,12 @@ class RoundSteps:
             for level in self.levels:
                 level()
             return levels
-        chain = self.layout.top_k == 1 and self.layout.lookup == 0
         for t in range(min(levels, budget)):
             self.levels[t]()
             self.syncs += 1  # host sync, one per draft step: the paper's early exit
-            if chain and self.prob[self.layout.block(t + 1)[0]].item() < self.threshold:
+            if self.chain and self.prob[self.layout.block(t + 1)[0]].item() < self.threshold:
                 return t + 1
-            if not chain and not self.alive.item():
+            if not self.chain and not self.alive.item():
                 return t + 1
         return min(levels, budget)
 
@@ -258,12 +267,8 @@ class RoundSteps:
         if self.adapter is not None:
             self.adapter.write_kv(h, window)  # the adapter's cache must cover whatever gets accepted
         nodes = self._pad(self.all_nodes[d])
-        e = self.model.engine
-        prev, e.call = e.call, self.call
-        try:
+        with self._layers() as e:
             return e.deep(self.states[:, nodes], self._window(nodes), self.exit_layer)[0, :n]  # (n, V)
-        finally:
-            e.call = prev
 
     def _finish_fn(self, d: int):
         def finish():  # greedy: verify -> accept -> compact -> advance -> pack, all on the device
