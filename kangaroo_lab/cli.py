@@ -441,6 +441,9 @@ def _print_demo(model: Model, choice: AdapterChoice, runs):
             print(f"{method} runs at {o['tokens_per_second'] / ar:.2f}x the speed of autoregressive decoding here.")
     if choice.source == "untrained":
         print("The adapter is UNTRAINED: the output is still exact, but few drafts are accepted, so expect no speedup.")
+    if model.device.type == "cpu":
+        print("On a CPU a step over many rows costs nearly as many times more (arithmetic, not memory, is the limit),\n"
+              "so wide trees lose here; on a GPU they are nearly free (README, Results).")
     _print_sample(model, runs)
     print(f"\n{NEXT_STEPS}")
 
