@@ -500,7 +500,7 @@ def _sync(device: torch.device):
 
 def _result(model, method, prompt_ids, out: _Output, trace: list[Round], seconds: float, syncs: int) -> GenerationResult:
     conf = [c for r in trace for c in r.confidences]
-    accepted = [i in set(r.accepted_indices) for r in trace for i in range(len(r.drafts))]
+    accepted = [i in kept for r in trace for kept in [set(r.accepted_indices)] for i in range(len(r.drafts))]
     positions = [d for r in trace for d in _depths(r)]
     return GenerationResult(
         method=method, prompt_ids=prompt_ids, token_ids=out.tokens, text=model.decode(out.tokens),
