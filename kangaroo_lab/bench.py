@@ -68,7 +68,7 @@ import torch
 from .adapter import (DEFAULT_EXIT_LAYER, META_FILE, Adapter, check_exit_layer, load_adapter, new_adapter,
                       shipped_adapter_dir)
 from .data import CATEGORIES, Question, load_minibench
-from .decoding import DEFAULTS, METHOD_DEFAULTS, DecodeOptions, generate, method_layout
+from .decoding import DEFAULTS, METHOD_DEFAULTS, TREE_METHODS, DecodeOptions, generate, method_layout
 from .models import Model
 
 OUR_METHODS = ("ar", "kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup", "kangaroo-noadapter")
@@ -647,9 +647,6 @@ def sweep_threshold(model: Model, questions: Sequence[Question] | None = None, o
     return run_sweep(model, questions, Path(out) / "sweep_threshold.csv", settings, opts, limit, progress)
 
 
-TREE_METHODS = ("kangaroo-tree", "kangaroo+lookup")
-
-
 def tree_grid(methods: Iterable[str] = TREE_METHODS, node_budgets: Iterable[int] = SWEEP_NODE_BUDGETS,
               depths: Iterable[int] = SWEEP_DEPTHS, top_ks: Iterable[int] = SWEEP_TOP_KS, **fixed) -> list[dict]:
     """Settings of `sweep_tree`: every (method, node budget, depth, top-k), each with `fixed` options."""
@@ -672,15 +669,15 @@ def sweep_tree(model: Model, questions: Sequence[Question] | None = None, out=DE
         setting = dict(setting)
         method = setting.pop("method")
         opts = replace(METHOD_DEFAULTS[method], **setting, max_new_tokens=max_new_tokens)  # validates each one
-        method_layout(method, opts)  # and its tree, before anything runs
+        size = method_layout(method, opts).size  # and its tree, before anything runs
         described = {"method": method, "exit_layer": exit_layer if method != "pld" else None,
                      "adapter": source if method != "pld" else None,
                      **{k: getattr(opts, k) for k in ("threshold", "max_draft", "top_k", "node_budget",
                                                       "lookup_tokens", "early_exit")}}
-        rows.append((described, engine_runner(model, method, adapter if method != "pld" else None, opts), opts))
+        rows.append((described, engine_runner(model, method, adapter if method != "pld" else None, opts), size))
     if not rows:
         raise ValueError("no settings to sweep")
-    scratch = max(method_layout(d["method"], o).size for d, _, o in rows)
+    scratch = max(size for _, _, size in rows)
     return run_sweep(model, questions, Path(out) / "sweep_tree.csv", [(d, r) for d, r, _ in rows],
                      replace(DEFAULTS, max_new_tokens=max_new_tokens), limit, progress, scratch)
 

@@ -40,6 +40,8 @@ from .tree import Tree, deepest, path_to, reachable
 
 METHODS = ("ar", "kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup")
 ADAPTER_METHODS = ("kangaroo", "kangaroo-tree", "kangaroo+lookup")
+TREE_METHODS = ("kangaroo-tree", "kangaroo+lookup")  # the ones with a node budget
+LOOKUP_METHODS = ("pld", "kangaroo+lookup")
 DEFAULT_METHOD = "kangaroo"  # the paper's method
 HEADLINE_METHOD = "kangaroo+lookup"  # our fastest greedy method on the mini-bench (README, "Results")
 EARLY_EXITS = ("host", "device")
@@ -396,7 +398,7 @@ def generate(model: Model, prompt, adapter: Adapter | None = None, method: str =
         _check_fits(adapter.meta, model, strict=False)
     else:
         adapter = None
-    if method in ("kangaroo-tree", "kangaroo+lookup") and opts.node_budget > model.config.max_seq_len:
+    if method in TREE_METHODS and opts.node_budget > model.config.max_seq_len:
         raise ValueError(f"node_budget={opts.node_budget} is beyond the KV cache of this model's context "
                          f"({model.config.max_seq_len} tokens); a round's tree must fit in it: lower node_budget")
     layout = method_layout(method, opts)
@@ -479,14 +481,14 @@ def _round_steps(model: Model, adapter: Adapter | None, method: str, layout, opt
     from .graphs import GraphOptions, captured_round_steps
     from .rounds import RoundSteps
 
-    lookup = (opts.n_max, opts.lookup_tokens) if method in ("pld", "kangaroo+lookup") else None
+    lookup = (opts.n_max, opts.lookup_tokens) if method in LOOKUP_METHODS else None
     host_exit = opts.early_exit == "host"
     if _use_graphs(model, opts, wanted):
         options = wanted if isinstance(wanted, GraphOptions) else GraphOptions()
         with torch.inference_mode():
             steps = captured_round_steps(model, adapter, layout, lookup, host_exit, options)
     else:
-        sampled = not sampler.greedy and layout.top_k == 1 and layout.lookup == 0  # the chain samples its drafts
+        sampled = not sampler.greedy and layout.adapter_chain  # the chain samples its drafts from q
         steps = RoundSteps(model, adapter, layout, lookup=lookup, host_exit=host_exit, sampled=sampled)
     with torch.inference_mode():
         steps.reset(sampler, opts.threshold)

@@ -7,7 +7,7 @@ file (columns as in `figures/data/`) and returns a `matplotlib.figure.Figure`; n
 
 Data-prep helpers sit next to the figure that uses them and are public, because the notebooks print
 those tables too: `position_acceptance`, `ctar_from_trace`, `threshold_tradeoff`, `tradeoff_curve`,
-`tree_grid`, `step_time_ratios`, `provenance`, `split_notes`. `round_tree` draws one round of a
+`tree_sweep_grid`, `step_time_ratios`, `provenance`, `split_notes`. `round_tree` draws one round of a
 generation (a `decoding.Round`) live in a notebook; it is not one of the stored figures.
 
 Every figure carries where its numbers come from ("device · versions", from the table's own
@@ -27,12 +27,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, PercentFormatter, ScalarFormatter
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .adapter import DEFAULT_EXIT_LAYER
 from .bench import METHODS as BENCH_METHODS
 from .data import CATEGORIES
-from .decoding import DEFAULTS
+from .decoding import DEFAULTS, TREE_METHODS  # TREE_METHODS: the methods `tree_sweep` draws as heatmaps
 
 METHOD_ORDER = BENCH_METHODS  # ar, our speculative methods, then transformers' methods (bench.METHODS)
 METHOD_COLORS = {
@@ -668,11 +668,10 @@ def eta_gamma_heatmap(sweep: pd.DataFrame) -> Figure:
     return _finish(fig, f"Threshold η × most drafts γ at exit layer l = {layer}", provenance(sweep), notes)
 
 
-TREE_METHODS = ("kangaroo-tree", "kangaroo+lookup")  # the methods whose grid `tree_sweep` draws as heatmaps
 EXIT_LABELS = {"host": "host exit", "device": "device mask"}  # where η stops a round: a host read per draft, or a mask
 
 
-def tree_grid(sweep: pd.DataFrame, method: str) -> pd.DataFrame:
+def tree_sweep_grid(sweep: pd.DataFrame, method: str) -> pd.DataFrame:
     """sweep_tree.csv -> the rows of `method`'s main grid (node budget x depth): η = 0, drafting stopped on the
     device, and the most common top-k and lookup length of those rows; the other rows of the method are variants."""
     rows = sweep[(sweep["method"] == method) & (sweep["threshold"].astype(float) == 0)
@@ -707,7 +706,7 @@ def tree_sweep(sweep: pd.DataFrame) -> Figure:
     rows, notes = _sweep_parts(sweep)
     rows = rows.assign(threshold=rows["threshold"].astype(float).fillna(0),
                        speedup_vs_ar=rows["speedup_vs_ar"].astype(float))
-    grids = {m: tree_grid(rows, m) for m in TREE_METHODS}
+    grids = {m: tree_sweep_grid(rows, m) for m in TREE_METHODS}
     bests = [g.loc[g["speedup_vs_ar"].idxmax()] for g in grids.values() if g["speedup_vs_ar"].notna().any()]
     variants = pd.concat([rows.drop(index=pd.concat(grids.values()).index), pd.DataFrame(bests)])
     place = {m: i for i, m in enumerate(_method_order(rows["method"]))}

@@ -84,7 +84,7 @@ class RoundSteps:
         self.exit_layer = adapter.exit_layer if adapter is not None else 0
         self.lookup_settings, self.host_exit, self.sampled, self.rows, self.call = lookup, host_exit, sampled, rows, call
         self.fuse = fuser(backend)
-        self.chain = layout.lookup == 0 and all(w == 1 for w in layout.levels)  # eta per draft, not per level
+        self.chain = layout.adapter_chain  # eta per draft, not per level
         P, long = layout.size, dict(dtype=torch.long, device=dev)
         self.base = torch.zeros(1, **long)  # the root's position (= its cache slot)
         self.tokens = torch.zeros(P, **long)

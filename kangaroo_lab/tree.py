@@ -47,6 +47,11 @@ class Layout:
         return max(self.lookup, len(self.levels))
 
     @property
+    def adapter_chain(self) -> bool:
+        """The paper's chain: one adapter draft per level and no lookup (its eta tests each draft)."""
+        return self.lookup == 0 and bool(self.levels) and all(w == 1 for w in self.levels)
+
+    @property
     def is_chain(self) -> bool:
         """One branch only: every path already lies at consecutive slots, nothing to compact."""
         return (self.lookup == 0 and all(w == 1 for w in self.levels)) or not self.levels
@@ -87,11 +92,6 @@ def plan(node_budget: int, max_depth: int, top_k: int, lookup_tokens: int, adapt
         above = min(width, above * top_k)
         levels.append(above)
     return Layout(lookup, tuple(levels), top_k)
-
-
-def chain_ancestors(n: int, device=None) -> torch.Tensor:
-    """(n, n) bool ancestor matrix of a chain 0 -> 1 -> ... -> n-1: lower-triangular."""
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
 
 
 def ancestors_from_parents(parents: list[int]) -> torch.Tensor:
