@@ -67,7 +67,7 @@ import torch
 
 from .adapter import (DEFAULT_EXIT_LAYER, META_FILE, Adapter, check_exit_layer, load_adapter, new_adapter,
                       shipped_adapter_dir)
-from .data import CATEGORIES, Question, load_minibench
+from .questions import CATEGORIES, Question, load_minibench
 from .decoding import DEFAULTS, METHOD_DEFAULTS, TREE_METHODS, DecodeOptions, generate, method_layout
 from .models import Model
 

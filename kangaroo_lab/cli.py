@@ -459,7 +459,7 @@ def _print_sample(model: Model, runs):
 
 # ------------------------------------------------------------------------------------ distill
 def add_distill_parser(subparsers):
-    from .data import DEFAULT_NUM_PROMPTS
+    from .templates import DEFAULT_NUM_PROMPTS
 
     p = subparsers.add_parser(
         "distill", help="let the model answer our training prompts: the adapter's training data",
@@ -478,7 +478,9 @@ def add_distill_parser(subparsers):
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from .data import load_questions, self_distill, training_prompts
+    from .distill import self_distill
+    from .questions import load_questions
+    from .templates import training_prompts
 
     questions = load_questions(args.questions) if args.questions else training_prompts(args.prompts)
     model = _load_model(args)
@@ -571,7 +573,7 @@ def add_bench_parser(subparsers):
 
 def run_bench(args: argparse.Namespace) -> int:
     from . import bench
-    from .data import load_questions
+    from .questions import load_questions
 
     if args.sweep and (args.methods or args.hf_limit is not None or args.trace or args.costs):
         raise ValueError("--methods, --hf-limit, --trace and --costs do not apply to --sweep "

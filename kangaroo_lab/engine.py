@@ -276,14 +276,16 @@ def stack_projections(module: nn.Module, stacked: str, parts: dict[str, int]):
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Grouped attention as plain matmuls: q (B, H, T, hd) over k, v (B, Hkv, S, hd) -> (B, H, T, hd).
 
-    mask: (T, S) bool, True where a query may see a key (None: all). For a few queries over a
-    static cache this beats fused SDPA kernels, and every op is row-wise (see graphs.py)."""
+    mask: (T, S) bool, True where a query may see a key (None: all), or (B, T, S) with a mask per
+    sequence (batches of left-padded prompts, distill.py). For a few queries over a static cache
+    this beats fused SDPA kernels, and every op is row-wise (see graphs.py)."""
     B, H, T, hd = q.shape
     g = H // k.shape[1]
     q = q.reshape(B, k.shape[1], g * T, hd)  # query heads grouped under their KV head: (B, Hkv, g*T, hd)
     scores = (q @ k.transpose(-1, -2)).float() * hd**-0.5  # (B, Hkv, g*T, S), softmax in fp32
-    if mask is not None:
-        scores = scores.masked_fill(~mask.repeat(g, 1), float("-inf"))
+    if mask is not None:  # row r of a KV head's g*T rows is query r % T
+        mask = mask.repeat(g, 1) if mask.dim() == 2 else mask.repeat(1, g, 1)[:, None]
+        scores = scores.masked_fill(~mask, float("-inf"))
     return (scores.softmax(-1).to(v.dtype) @ v).view(B, H, T, hd)
 
 

@@ -25,7 +25,7 @@ import torch
 
 from .adapter import Adapter, load_adapter
 from .bench import CTAR_WINDOWS, TRACE_COLUMNS, draft_trace, environment
-from .data import Question
+from .questions import Question
 from .decoding import DEFAULTS, GenerationResult, Sampler, generate
 from .engine import cache_window
 from .models import Model

@@ -31,7 +31,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .adapter import DEFAULT_EXIT_LAYER
 from .bench import METHODS as BENCH_METHODS
-from .data import CATEGORIES
+from .questions import CATEGORIES
 from .decoding import DEFAULTS, TREE_METHODS  # TREE_METHODS: the methods `tree_sweep` draws as heatmaps
 
 METHOD_ORDER = BENCH_METHODS  # ar, our speculative methods, then transformers' methods (bench.METHODS)

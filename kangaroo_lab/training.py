@@ -13,6 +13,22 @@ positions only. Reported along the way, on held-out answers:
 * expected acceptance  E[sum_v min(p, q)]: the chance under speculative sampling;
 * acceptance by draft position 1..6 when actually drafting with `generate` (threshold 0).
 
+Multi-step training (`TrainConfig.unroll = k`, "training-time test" in EAGLE-3 and HASS). At
+inference the adapter drafts k tokens in a row, each from its own previous draft. In EAGLE the
+draft head's next input is its own *predicted feature*, so it must be trained on its own outputs.
+Kangaroo's draft input is different: the shallow layers are the target's own, so the adapter's
+input at draft step j is the target's exact shallow state of the drafted token, and the adapter's
+KV for earlier draft steps comes from the same states. On every path that can still be accepted
+(all earlier drafts right) these inputs equal the teacher-forced ones, bit for bit. Unrolling on
+its own outputs therefore changes no input that matters; what it changes is how much each position
+counts. Position t is draft number j + 1 of the round that started j tokens earlier, reached only
+when the j drafts before it were accepted. With `unroll = k`, each position's loss is weighted by
+
+    w[t] = sum_{j<k} decay^j * a[t-1] * ... * a[t-j],   a[s] = sum_v min(p[s], q[s]) (detached),
+
+the chance, under the current adapter, that a round starting at t - j reaches t, decayed with depth.
+`unroll = 1` is plain teacher forcing (the paper's loss).
+
 Runs unchanged on one CPU, one GPU, or data-parallel under `accelerate launch --num_processes N`.
 """
 
@@ -22,6 +38,7 @@ import csv
 import json
 import math
 import platform
+import random
 import time
 import zlib
 from dataclasses import asdict, dataclass, replace
@@ -30,7 +47,7 @@ from pathlib import Path
 import torch
 
 from .adapter import DEFAULT_EXIT_LAYER, Adapter, check_exit_layer, load_adapter, new_adapter, shipped_adapter_dir
-from .data import Example, read_corpus_file, tokenizer_signature
+from .distill import Example, read_corpus_file, tokenizer_signature
 from .models import Model
 
 CHECKPOINT = "checkpoint.pt"
@@ -52,16 +69,21 @@ class TrainConfig:
     heldout: float = 0.05  # share of conversations kept out of training
     eval_every: int = 250
     eval_sequences: int = 128
+    final_eval_sequences: int = 1024  # held-out answers scored per category at the end
     accept_prompts: int = 16  # held-out prompts drafted with generate() for acceptance by position
     accept_tokens: int = 96
     checkpoint_every: int = 500
     seed: int = 0
+    unroll: int = 1  # draft steps each position is counted for (1 = teacher forcing; module docstring)
+    unroll_decay: float = 0.8  # weight of the j-th unrolled step: decay^j
 
     def __post_init__(self):
         if self.steps < 0 or self.batch_size < 1 or self.max_len < 8:
             raise ValueError("steps must be >= 0, batch_size >= 1 and max_len >= 8")
         if not 0 < self.heldout < 1:
             raise ValueError(f"heldout must lie in (0, 1), got {self.heldout}")
+        if self.unroll < 1 or not 0 < self.unroll_decay <= 1:
+            raise ValueError(f"unroll must be >= 1 and unroll_decay in (0, 1], got {self.unroll}, {self.unroll_decay}")
 
 
 # ----------------------------------------------------------------------------------- data
@@ -108,33 +130,77 @@ def make_batch(examples: list[Example], max_len: int, pad: int, device) -> tuple
 
 
 # ----------------------------------------------------------------------------------- the loss
-def distill_step(model: Model, adapter, tokens: torch.Tensor, mask: torch.Tensor, exit_layer: int) -> dict:
-    """Soft cross-entropy of the adapter's draft distribution q against the target's p, plus metrics."""
+def distill_step(model: Model, adapter, tokens: torch.Tensor, mask: torch.Tensor, exit_layer: int,
+                 unroll: int = 1, decay: float = 0.8) -> dict:
+    """Soft cross-entropy of the adapter's draft distribution q against the target's p, plus metrics.
+
+    unroll > 1 weights each position by the chance that a round reaches it (module docstring)."""
     engine = model.engine
     with torch.no_grad():
         states = engine.hidden_states(tokens)  # [emb, layer 1, ..., layer L], each (B, T, D)
         p = torch.softmax(engine.head(states[-1][mask]).float(), dim=-1)  # (N, V) target, response positions
     z = adapter(states[exit_layer], start=None)  # (B, T, D): whole sequences, causal
     log_q = torch.log_softmax(engine.lm_head(z[mask]).float(), dim=-1)  # (N, V) through the frozen head
-    loss = -(p * log_q).sum(-1).mean()  # soft cross-entropy
+    ce = -(p * log_q).sum(-1)  # (N,) soft cross-entropy per position
     with torch.no_grad():
-        top1 = (log_q.argmax(-1) == p.argmax(-1)).float().mean()
-        expected_accept = torch.minimum(p, log_q.exp()).sum(-1).mean()  # E[sum_v min(p, q)]
-    return {"loss": loss, "top1": top1, "expected_accept": expected_accept, "tokens": int(mask.sum())}
+        correct = (log_q.argmax(-1) == p.argmax(-1)).float()  # (N,)
+        accept = torch.minimum(p, log_q.exp()).sum(-1)  # (N,) E[sum_v min(p, q)]
+        weight = reach_weights(_grid(accept, mask), unroll, decay)[mask] if unroll > 1 else torch.ones_like(ce)
+        both = _grid(correct, mask)
+        pairs = mask[:, 1:] & mask[:, :-1]  # positions t-1, t both in the answer
+    loss = (weight * ce).sum() / weight.sum()
+    return {"loss": loss, "ce": ce.detach().mean(), "top1": correct.mean(), "expected_accept": accept.mean(),
+            "top1_pairs": (both[:, 1:] * both[:, :-1])[pairs].sum(), "pairs": int(pairs.sum()),
+            "tokens": int(mask.sum()), "correct": correct}
+
+
+def _grid(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N,) values at the True entries of mask (B, T) -> (B, T), zero elsewhere."""
+    grid = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
+    grid[mask] = values
+    return grid
+
+
+def reach_weights(accept: torch.Tensor, unroll: int, decay: float) -> torch.Tensor:
+    """w[b, t] = sum_{j<unroll} decay^j * prod_{m=1..j} accept[b, t-m]  (accept: (B, T), 0 off the answer).
+
+    The chance that a round starting j tokens before t reaches t, summed over the `unroll` possible
+    starts, deeper starts decayed."""
+    reach = torch.ones_like(accept)  # prod over the last j positions, j = 0
+    weight = reach.clone()
+    for j in range(1, unroll):
+        reach = torch.nn.functional.pad((reach * accept)[:, :-1], (1, 0))  # shift: the chain now ends at t-1
+        weight += decay**j * reach
+    return weight
 
 
 @torch.no_grad()
-def evaluate(model: Model, adapter, examples: list[Example], exit_layer: int, batch_size: int, max_len: int) -> dict:
-    """Token-weighted loss, top-1 agreement and expected acceptance over held-out answers."""
-    totals, n = {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0}, 0
+def evaluate(model: Model, adapter, examples: list[Example], exit_layer: int, batch_size: int, max_len: int,
+             by_category: bool = False) -> dict:
+    """Token-weighted loss (plain soft cross-entropy), top-1 agreement, expected acceptance and
+    `top1_pairs` (share of two consecutive answer positions both drafted right: the chance a greedy
+    round starting there accepts two drafts) over held-out answers; with by_category, top-1 per category too."""
+    totals, n, pairs, pair_hits = {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0}, 0, 0, 0.0
+    per_cat: dict[str, list[float]] = {}
     for start in range(0, len(examples), batch_size):
-        tokens, mask = make_batch(examples[start:start + batch_size], max_len, model.tokenizer.pad_token_id, model.device)
+        chunk = examples[start:start + batch_size]
+        tokens, mask = make_batch(chunk, max_len, model.tokenizer.pad_token_id, model.device)
         with _autocast(model):
             out = distill_step(model, adapter, tokens, mask, exit_layer)
-        for k in totals:
-            totals[k] += float(out[k]) * out["tokens"]
+        for k, key in (("loss", "ce"), ("top1", "top1"), ("expected_accept", "expected_accept")):
+            totals[k] += float(out[key]) * out["tokens"]
         n += out["tokens"]
-    return {k: v / max(n, 1) for k, v in totals.items()}
+        pairs, pair_hits = pairs + out["pairs"], pair_hits + float(out["top1_pairs"])
+        if by_category:
+            rows = mask.sum(1).tolist()
+            for e, hits in zip(chunk, out["correct"].split(rows)):
+                hit, count = per_cat.setdefault(e.category, [0.0, 0])
+                per_cat[e.category] = [hit + float(hits.sum()), count + len(hits)]
+    result = {k: v / max(n, 1) for k, v in totals.items()}
+    result["top1_pairs"] = pair_hits / max(pairs, 1)
+    if by_category:
+        result["top1_by_category"] = {c: h / max(k, 1) for c, (h, k) in sorted(per_cat.items())}
+    return result
 
 
 def acceptance_by_position(model: Model, adapter: Adapter, examples: list[Example], max_new_tokens: int,
@@ -174,6 +240,7 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
     out = Path(out)
     fits = [e for e in load_corpus(corpus, model) if len(e.prompt_ids) + 8 <= config.max_len]
     train, held = split_corpus(fits, config.heldout)
+    held = random.Random(config.seed).sample(held, len(held))  # the corpus is sorted by length: mix it
     held_eval = held[: config.eval_sequences]
     adapter = new_adapter(model, config.exit_layer, config.variant, seed=config.seed).float().train().requires_grad_(True)
     trainable = config.variant != "none" and config.steps > 0  # "none" is the plain exit: nothing to learn
@@ -192,7 +259,8 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
         tokens, mask = make_batch([train[i] for i in idx], config.max_len, model.tokenizer.pad_token_id, acc.device)
         try:
             with acc.autocast():
-                out_step = distill_step(model, ddp_adapter, tokens, mask, config.exit_layer)
+                out_step = distill_step(model, ddp_adapter, tokens, mask, config.exit_layer, config.unroll,
+                                        config.unroll_decay)
             acc.backward(out_step["loss"])
         except torch.OutOfMemoryError as e:
             raise RuntimeError(
@@ -248,7 +316,9 @@ def _report(model, adapter, train, held, config, history, minutes, tokens_seen, 
         "train_response_tokens": sum(len(e.response_ids) for e in train),
         "tokens_seen": tokens_seen, "steps": config.steps if config.variant != "none" else 0,
         "minutes": round(minutes, 2), "processes": processes,
-        "heldout": {k: final[k] for k in ("loss", "top1", "expected_accept")},
+        "heldout": {k: final[k] for k in ("loss", "top1", "expected_accept", "top1_pairs") if k in final},
+        "heldout_final": evaluate(model, adapter, held[: config.final_eval_sequences], config.exit_layer, 16,
+                                  config.max_len, by_category=True),
         **acceptance_by_position(model, adapter, held_prompts, config.accept_tokens),
         "device": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else platform.processor() or "cpu",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
@@ -266,7 +336,7 @@ def _write_curves(path: Path, history: list[dict]):
 
 # ----------------------------------------------------------------------------------- checkpoints
 def _comparable(config: TrainConfig) -> dict:
-    return {k: v for k, v in asdict(config).items() if k not in ("steps", "eval_every", "checkpoint_every")}
+    return {k: v for k, v in asdict(config).items() if k not in ("steps", "eval_every", "checkpoint_every", "final_eval_sequences")}
 
 
 def _save_checkpoint(out: Path, config, model, adapter, optimizer, scheduler, step, history):

@@ -24,7 +24,7 @@ import torch
 
 from kangaroo_lab import generate, load_adapter, load_model
 from kangaroo_lab import bench, costs
-from kangaroo_lab.data import load_minibench
+from kangaroo_lab.questions import load_minibench
 from kangaroo_lab.decoding import METHOD_DEFAULTS, method_layout
 from kangaroo_lab.graphs import GraphOptions
 

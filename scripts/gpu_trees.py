@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 from kangaroo_lab import bench, costs, generate, load_adapter, load_model
-from kangaroo_lab.data import load_minibench
+from kangaroo_lab.questions import load_minibench
 from kangaroo_lab.decoding import METHOD_DEFAULTS, method_layout
 
 OURS = ("kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup")

@@ -12,7 +12,7 @@ from kangaroo_lab import bench
 from kangaroo_lab.bench import (METHODS, NOTE, SUMMARY_COLUMNS, SWEEP_COLUMNS, Generated, TurnRecord, answer_question,
                                 benchmark, parse_methods, summarize, sweep_exit_layer, sweep_threshold)
 from kangaroo_lab.cli import main
-from kangaroo_lab.data import Question, load_questions
+from kangaroo_lab.questions import Question, load_questions
 
 TOKENS = 16
 QUESTIONS = [

@@ -8,7 +8,7 @@ import torch
 
 from kangaroo_lab import bench, costs, generate, graphs, new_adapter
 from kangaroo_lab.cli import main
-from kangaroo_lab.data import Question
+from kangaroo_lab.questions import Question
 from kangaroo_lab.graphs import GraphOptions
 from kangaroo_lab.rounds import RoundSteps
 from kangaroo_lab.tree import Layout

@@ -1,4 +1,4 @@
-"""Tests for kangaroo_lab.data: the training prompts, the mini-bench and the file loaders."""
+"""Tests for kangaroo_lab.templates and kangaroo_lab.questions: the template prompts, the mini-bench and the file loaders."""
 
 import json
 import random
@@ -7,20 +7,17 @@ from collections import Counter
 
 import pytest
 
-from kangaroo_lab.data import (
+from kangaroo_lab.questions import (
     CATEGORIES,
-    DEFAULT_NUM_PROMPTS,
-    PROMPT_GENERATORS,
     Question,
-    _draw_distinct,
     load_jsonl_prompts,
     load_minibench,
     load_questions,
     load_sharegpt,
     load_spec_bench,
-    training_prompts,
     write_questions,
 )
+from kangaroo_lab.templates import DEFAULT_NUM_PROMPTS, PROMPT_GENERATORS, _draw_distinct, training_prompts
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kangaroo_lab import explore, generate, new_adapter
-from kangaroo_lab.data import Question
+from kangaroo_lab.questions import Question
 from kangaroo_lab.decoding import Sampler
 
 

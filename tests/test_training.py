@@ -10,7 +10,9 @@ import torch
 
 from kangaroo_lab import generate, load_adapter, new_adapter
 from kangaroo_lab.adapter import VARIANTS, shipped_adapter_dir
-from kangaroo_lab.data import Question, read_corpus_file, self_distill, training_prompts
+from kangaroo_lab.distill import read_corpus_file, self_distill
+from kangaroo_lab.questions import Question
+from kangaroo_lab.templates import training_prompts
 from kangaroo_lab.training import CHECKPOINT, TrainConfig, load_corpus, split_corpus, train_adapter
 
 SMALL = dict(batch_size=8, eval_every=20, warmup=5, lr=3e-3, eval_sequences=32, accept_prompts=2, accept_tokens=8)
