@@ -20,19 +20,20 @@ turn them into `Question`s, without copying a word of them into the repository:
 Evaluation sets are refused by path (`EXCLUDED_PATHS`): a source that names one cannot be
 registered. Command line: ``kangaroo-lab corpus --from DIR --out prompts.jsonl [--download]``.
 
-The sources (counts: usable prompts before quotas, with the default limits):
+The sources, with their records and what the default mix keeps of them (after the default
+limits, deduplication, at most two prompts per passage, and quotas):
 
-=====================  ==========================  ==========================================  =======
-name                   license                     categories                                  prompts
-=====================  ==========================  ==========================================  =======
-``gsm8k``              MIT                         math_reasoning (train split only)             7,473
-``nq-open``            Apache-2.0                  qa (EfficientQA dev + test questions)         3,5xx
-``self-instruct-t0``   Apache-2.0                  summarization, rag, qa, mt_bench (writing)   ~24,000
-``self-instruct-tasks``  Apache-2.0                mt_bench (seed + user-oriented tasks)            427
-``oasst-model-eval``   Apache-2.0                  mt_bench (real user prompts)                  1,2xx
-``sharegpt92k``        MIT (repository; see note)  mt_bench (first two user turns)                 ~9xx
-``translation``        derived                     translation (sentences of the sources above)  any
-=====================  ==========================  ==========================================  =======
+=======================  ===========  =============================================  =======  ======
+name                     license      categories                                     records  kept
+=======================  ===========  =============================================  =======  ======
+``gsm8k``                MIT          math_reasoning (train split only)                7,473   7,472
+``nq-open``              Apache-2.0   qa (EfficientQA dev + test questions)            3,569   3,569
+``self-instruct-t0``     Apache-2.0   rag / summarization / qa / mt_bench (writing)   27,781  17,479
+``self-instruct-tasks``  Apache-2.0   mt_bench (seed and user-oriented tasks)            427     426
+``oasst-model-eval``     Apache-2.0   mt_bench (real user prompts)                     1,323   1,269
+``sharegpt92k``          MIT, note    mt_bench (first two user turns)                    953     855
+``translation``          derived      translation (sentences of the passages above)   18,000   9,000
+=======================  ===========  =============================================  =======  ======
 
 ``sharegpt92k``: the repository is MIT-licensed, but the conversations are ShareGPT users'
 text, which no one licensed; turn it off with ``sources=`` / ``--source`` if that matters to you.
@@ -135,8 +136,13 @@ def _jsonl(data: bytes, path: str) -> Iterator[object]:
                 raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
 
 
+_LINE_BREAKS = re.compile("[\u2028\u2029\x85\x0b\x0c\x1c\x1d\x1e]|\r\n?")
+
+
 def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """A record's string, stripped, with every line break as "\n" (str.splitlines() also breaks at
+    U+2028 and friends, which would split a JSONL line written with ensure_ascii=False)."""
+    return _LINE_BREAKS.sub("\n", value).strip() if isinstance(value, str) else ""
 
 
 def parse_gsm8k(path: str, data: bytes) -> Iterator[tuple[str, Turns]]:

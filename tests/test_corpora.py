@@ -221,3 +221,12 @@ def test_corpus_command_reports_errors_in_one_line(tmp_path, fixture_sources, mo
     assert "kangaroo-lab: error: unknown source(s) x" in capsys.readouterr().err
     assert main(["corpus", "--from", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--quota", "qa"]) == 2
     assert "expected CATEGORY=N" in capsys.readouterr().err
+
+
+def test_unicode_line_separators_do_not_break_the_question_file(tmp_path):
+    # str.splitlines() breaks at U+2028, so a raw one inside a JSON line would cut the line in two.
+    sources = {"q": make_source(tmp_path, "q", parse_gsm8k,
+                                {"a.jsonl": jsonl({"question": "First line\u2028second line\u2029third?"})},
+                                ("math_reasoning",))}
+    build_mix(tmp_path, tmp_path / "o.jsonl", options=mix_options(math_reasoning=1), sources=sources, progress=False)
+    assert load_questions(tmp_path / "o.jsonl")[0].turns == ("First line\nsecond line\nthird?",)
