@@ -5,7 +5,8 @@
 * `step_panel`          one Kangaroo generation round by round, with its settings as controls.
 
 Each panel is a widget to display; its update methods are plain methods, so they can be called
-(and tested) without a browser. Figures are sent as PNG images.
+(and tested) without a browser. Figures are sent as PNG images. The controls and outputs carry CSS
+classes (`kangaroo-eta`, `kangaroo-status`, ...) that the browser test (tests/test_browser.py) finds them by.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _classes(parts: dict) -> None:
+    """Stable CSS classes on a panel's parts, for the browser test; they change nothing on screen."""
+    for widget, name in parts.items():
+        widget.add_class(name)
+
+
 # ------------------------------------------------------------------------------------ threshold
 class ThresholdPanel(w.VBox):
     """A slider for the confidence threshold η over a draft trace recorded at η = 0 (see `threshold_panel`)."""
@@ -77,6 +84,8 @@ class ThresholdPanel(w.VBox):
         self.summary = w.HTML()
         self.image = w.Image(format="png")
         super().__init__([self.slider, self.summary, self.image])
+        _classes({self: "kangaroo-threshold-panel", self.slider: "kangaroo-eta", self.summary: "kangaroo-summary",
+                  self.image: "kangaroo-figure"})
         self.slider.observe(lambda change: self.update(change["new"]), names="value")
         self.update(threshold)
 
@@ -146,6 +155,10 @@ class StepPanel(w.VBox):
         controls = w.VBox([w.HBox([self.exit_layer, self.threshold, self.gamma]), self.max_new_tokens, self.prompt,
                            self.free_text, w.HBox([self.generate_button, self.next_button, self.all_button])])
         super().__init__([controls, self.status, self.rounds_html, self.summary])
+        _classes({self: "kangaroo-step-panel", self.exit_layer: "kangaroo-exit-layer", self.threshold: "kangaroo-eta",
+                  self.gamma: "kangaroo-gamma", self.generate_button: "kangaroo-generate",
+                  self.next_button: "kangaroo-next", self.all_button: "kangaroo-all", self.status: "kangaroo-status",
+                  self.rounds_html: "kangaroo-rounds", self.summary: "kangaroo-summary"})
 
     def adapter(self, exit_layer: int) -> Adapter:
         if isinstance(self.adapters, Mapping):
@@ -207,7 +220,7 @@ def round_html(r: explore.RoundStep, threshold: float) -> str:
     kind = {"bonus": "a bonus token: every draft was accepted", "correction": "its correction",
             "plain": "its next token: no room for drafts"}[r.kind]
     back = f"; {r.rolled_back} rejected draft(s) rolled back" if r.rolled_back else ""
-    return (f'<div style="border-left:3px solid #90caf9;padding:2px 8px;margin:6px 0">'
+    return (f'<div class="kangaroo-round" style="border-left:3px solid #90caf9;padding:2px 8px;margin:6px 0">'
             f"<b>round {r.index + 1}</b> ({why}): drafts {' '.join(cells) or '(none)'} &rarr; "
             f"accepted {r.accepted}/{len(r.drafts)}{back}; the target adds {_span('target', r.token)}, {kind}"
             f'<div style="{BOX_STYLE};color:#333;font-size:12px">{html.escape(r.text)}</div></div>')
