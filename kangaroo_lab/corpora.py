@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from importlib.resources import files as package_files
 from pathlib import Path
 
-from .data import CATEGORIES, Question, load_minibench, load_questions, write_questions
+from .questions import CATEGORIES, Question, load_minibench, load_questions, write_questions
 
 MIX_FORMAT = "kangaroo-lab-prompt-mix/1"
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"

@@ -110,7 +110,7 @@ def load_questions(path: str | Path) -> list[Question]:
     text = _read_text(path)
     if text.lstrip().startswith("["):
         return load_sharegpt(path)
-    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    first_line = next((line for line in text.split("\n") if line.strip()), "")
     try:
         first = json.loads(first_line)
     except json.JSONDecodeError:
@@ -145,8 +145,10 @@ def _read_text(path: str | Path) -> str:
 
 
 def jsonl_records(text: str, source: str) -> Iterator[tuple[str, int, object]]:
-    """Yield (place, number, record) for each non-blank line; `place` is e.g. "line 7"."""
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    """Yield (place, number, record) for each non-blank line; `place` is e.g. "line 7".
+
+    Lines end at "\n" only: str.splitlines() would also break inside a JSON string holding U+2028."""
+    for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -13,7 +13,7 @@ from kangaroo_lab.cli import main
 from kangaroo_lab.corpora import (CATEGORIES, MixOptions, Source, build_mix, manifest_path, parse_gsm8k,
                                   parse_nq_open, parse_oasst_prompts, parse_self_instruct_tasks,
                                   parse_sharegpt_conversation, parse_t0_template, sha256)
-from kangaroo_lab.data import load_minibench, load_questions
+from kangaroo_lab.questions import load_minibench, load_questions
 
 PASSAGE = ("The harbour town of Elmsby was founded by fishermen who sailed from the northern islands in "
            "search of calmer waters. Over two centuries it grew into a busy port with a lighthouse, a "

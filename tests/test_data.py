@@ -309,3 +309,10 @@ def test_training_prompts_round_trip_with_string_ids(tmp_path):
     prompts = training_prompts(n=30, seed=5)
     path = write_questions(prompts, tmp_path / "train.jsonl")
     assert load_questions(path) == prompts
+
+
+def test_a_prompt_holding_a_unicode_line_separator_reads_back(tmp_path):
+    """write_questions keeps non-ASCII text as it is; U+2028 inside a turn must not split its line."""
+    q = Question("x-1", "qa", ("first part\u2028second part",))
+    path = write_questions([q], tmp_path / "q.jsonl")
+    assert load_questions(path) == [q]
