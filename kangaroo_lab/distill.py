@@ -10,7 +10,7 @@ Answers are generated in batches on our own engine (`BatchDecoder`):
   to the same cache slot W + k; each row has its own RoPE positions (slot - padding) and its own
   mask (a row never sees its padding);
 * the KV cache is static and the decoding step reads and writes fixed buffers, so on a GPU the step
-  is captured once per (batch, cache width) as a CUDA graph, its layers compiled;
+  is captured once per cache width as a CUDA graph (widths are rounded up: a few graphs in all);
 * the host looks at the device only every `CHECK_EVERY` steps (to stop once every row has ended).
 
 On a GPU this is several times faster than transformers' `generate` on the same weights
@@ -86,7 +86,7 @@ class BatchDecoder:
     `WIDTH_BUCKET`, so a handful of step shapes are captured in all."""
 
     def __init__(self, model, batch_size: int, max_new_tokens: int, max_prompt_tokens: int,
-                 temperature: float = 0.0, top_p: float = 1.0, graphs: bool | None = None):
+                 temperature: float = 0.0, top_p: float = 1.0, graphs: bool | None = None, compile: bool = False):
         from .graphs import GraphOptions, compiled_call
 
         check_sampling(temperature, top_p)
@@ -96,7 +96,9 @@ class BatchDecoder:
         self.B, self.max_new = batch_size, max_new_tokens
         self.temperature, self.top_p = temperature, top_p
         self.graphs = model.device.type == "cuda" if graphs is None else graphs
-        backend = GraphOptions().backend(model.device) if self.graphs else None
+        # with hundreds of rows a step is dominated by arithmetic, not launches: compiling (once per
+        # cache width) buys little, so it is off by default
+        backend = GraphOptions().backend(model.device) if self.graphs and compile else None
         self.call = compiled_call(backend) if backend else None
         context = model.config.max_seq_len
         if max_prompt_tokens + max_new_tokens > context:
@@ -131,6 +133,7 @@ class BatchDecoder:
         width = min(_bucket(W) + self.max_new, self.max_width)
         if W + self.max_new > self.max_width:
             raise ValueError(f"a prompt of {W} tokens is longer than this decoder's max_prompt_tokens")
+        step = self._step(width)  # first: capturing runs one warm-up step that writes the buffers
         torch.manual_seed(seed)
         first = self._prefill(rows, W, width)
         self.out.zero_()
@@ -139,7 +142,6 @@ class BatchDecoder:
         self.tok.copy_(first[:, None])
         self.slot.fill_(W)
         self.t.fill_(1)
-        step = self._step(width)
         for k in range(1, self.max_new):
             step()
             if k % CHECK_EVERY == 0 and bool(self.done.all()):  # the host looks every CHECK_EVERY steps
