@@ -191,6 +191,8 @@ class BatchDecoder:
         if width not in self.steps:
             from .graphs import capture
 
+            self.t.zero_()  # the capture's warm-up step runs for real: keep its writes in bounds
+            self.slot.zero_()
             self.steps[width] = capture(self.model, lambda: self._decode(width), self.call)
         return self.steps[width]
 
