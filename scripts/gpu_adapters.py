@@ -181,6 +181,20 @@ def capped(args, corpus: Path, tokens: str) -> Path:
     return out
 
 
+def prepare(args):
+    """Before parallel training: merge the shards, cut the capped subsets, drop a half-written last line."""
+    for name in ("templates.jsonl", *[f"real.{i}.jsonl" for i in range(8)]):
+        path = Path(args.work) / name
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):
+                path.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
+                log(name, "dropped a half-written last line")
+    for run in args.runs:
+        corpus, *_, tokens = run.split("=")[1].split(":")
+        log(run, capped(args, merged_corpus(args, corpus), tokens))
+
+
 def train(args, model):
     from kangaroo_lab.training import TrainConfig, train_adapter
 
@@ -248,7 +262,7 @@ def bench_stage(args, model):
 def main():
     global args_global
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["smoke", "distill", "templates", "speed", "train", "pack", "bench"])
+    ap.add_argument("stage", choices=["smoke", "distill", "templates", "speed", "prepare", "train", "pack", "bench"])
     ap.add_argument("--model", default="/tmp/kl/SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--work", default="/tmp/kl")
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/kl/out"))
@@ -272,6 +286,8 @@ def main():
         return smoke(args)
     if args.stage == "pack":
         return pack(args)
+    if args.stage == "prepare":
+        return prepare(args)
     from kangaroo_lab import load_model
 
     model = load_model(args.model, device=args.device)
