@@ -144,7 +144,7 @@ def merged_corpus(args, name: str) -> Path:
     if name == "templates":
         return work / "templates.jsonl"
     out = work / "real.jsonl"
-    shards = sorted(work.glob("real.*.jsonl"))
+    shards = sorted(work.glob("real.[0-9].jsonl"))
     if not out.exists() or out.stat().st_mtime < max(s.stat().st_mtime for s in shards):
         with out.open("w", encoding="utf-8") as f:
             for k, shard in enumerate(shards):
@@ -247,8 +247,7 @@ def bench_stage(args, model):
     from kangaroo_lab.adapter import shipped_adapter_dir
 
     target = shipped_adapter_dir(model.name, 2, "attention")
-    for label, methods in (("old", ["ar", "kangaroo"]),
-                           ("new", ["ar", "kangaroo", "kangaroo-tree", "kangaroo+lookup", "pld"])):
+    for label, methods in (("old", ["ar", "kangaroo"]), ("new", ["ar", "kangaroo", "kangaroo+lookup"])):
         if label == "new":
             shutil.rmtree(target)
             shutil.copytree(Path(args.adapters), target)
