@@ -131,13 +131,14 @@ def make_batch(examples: list[Example], max_len: int, pad: int, device) -> tuple
 
 # ----------------------------------------------------------------------------------- the loss
 def distill_step(model: Model, adapter, tokens: torch.Tensor, mask: torch.Tensor, exit_layer: int,
-                 unroll: int = 1, decay: float = 0.8) -> dict:
+                 unroll: int = 1, decay: float = 0.8, states: list | None = None) -> dict:
     """Soft cross-entropy of the adapter's draft distribution q against the target's p, plus metrics.
 
-    unroll > 1 weights each position by the chance that a round reaches it (module docstring)."""
+    unroll > 1 weights each position by the chance that a round reaches it (module docstring).
+    `states`: the target's hidden states of `tokens`, when already computed (scoring several adapters)."""
     engine = model.engine
     with torch.no_grad():
-        states = engine.hidden_states(tokens)  # [emb, layer 1, ..., layer L], each (B, T, D)
+        states = states or engine.hidden_states(tokens)  # [emb, layer 1, ..., layer L], each (B, T, D)
         p = torch.softmax(engine.head(states[-1][mask]).float(), dim=-1)  # (N, V) target, response positions
     z = adapter(states[exit_layer], start=None)  # (B, T, D): whole sequences, causal
     log_q = torch.log_softmax(engine.lm_head(z[mask]).float(), dim=-1)  # (N, V) through the frozen head
@@ -180,26 +181,44 @@ def evaluate(model: Model, adapter, examples: list[Example], exit_layer: int, ba
     """Token-weighted loss (plain soft cross-entropy), top-1 agreement, expected acceptance and
     `top1_pairs` (share of two consecutive answer positions both drafted right: the chance a greedy
     round starting there accepts two drafts) over held-out answers; with by_category, top-1 per category too."""
-    totals, n, pairs, pair_hits = {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0}, 0, 0, 0.0
-    per_cat: dict[str, list[float]] = {}
+    return evaluate_many(model, {"": adapter}, examples, batch_size, max_len, by_category)[""]
+
+
+@torch.no_grad()
+def evaluate_many(model: Model, adapters: dict, examples: list[Example], batch_size: int, max_len: int,
+                  by_category: bool = False) -> dict:
+    """`evaluate` for several adapters (name -> adapter, each at its own exit layer) over the same
+    answers: the target's forward pass, the expensive part, runs once per batch for all of them."""
+    accs = {name: {"totals": {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0}, "n": 0, "pairs": 0,
+                   "pair_hits": 0.0, "per_cat": {}} for name in adapters}
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         tokens, mask = make_batch(chunk, max_len, model.tokenizer.pad_token_id, model.device)
         with _autocast(model):
-            out = distill_step(model, adapter, tokens, mask, exit_layer)
-        for k, key in (("loss", "ce"), ("top1", "top1"), ("expected_accept", "expected_accept")):
-            totals[k] += float(out[key]) * out["tokens"]
-        n += out["tokens"]
-        pairs, pair_hits = pairs + out["pairs"], pair_hits + float(out["top1_pairs"])
-        if by_category:
-            rows = mask.sum(1).tolist()
-            for e, hits in zip(chunk, out["correct"].split(rows)):
-                hit, count = per_cat.setdefault(e.category, [0.0, 0])
-                per_cat[e.category] = [hit + float(hits.sum()), count + len(hits)]
-    result = {k: v / max(n, 1) for k, v in totals.items()}
-    result["top1_pairs"] = pair_hits / max(pairs, 1)
+            states = model.engine.hidden_states(tokens)
+            for name, a in adapters.items():
+                _add(accs[name], distill_step(model, a, tokens, mask, a.exit_layer, states=states), chunk, mask,
+                     by_category)
+    return {name: _finish(acc, by_category) for name, acc in accs.items()}
+
+
+def _add(acc: dict, out: dict, chunk: list[Example], mask: torch.Tensor, by_category: bool):
+    for k, key in (("loss", "ce"), ("top1", "top1"), ("expected_accept", "expected_accept")):
+        acc["totals"][k] += float(out[key]) * out["tokens"]
+    acc["n"] += out["tokens"]
+    acc["pairs"] += out["pairs"]
+    acc["pair_hits"] += float(out["top1_pairs"])
     if by_category:
-        result["top1_by_category"] = {c: h / max(k, 1) for c, (h, k) in sorted(per_cat.items())}
+        for e, hits in zip(chunk, out["correct"].split(mask.sum(1).tolist())):
+            hit, count = acc["per_cat"].get(e.category, (0.0, 0))
+            acc["per_cat"][e.category] = (hit + float(hits.sum()), count + len(hits))
+
+
+def _finish(acc: dict, by_category: bool) -> dict:
+    result = {k: v / max(acc["n"], 1) for k, v in acc["totals"].items()}
+    result["top1_pairs"] = acc["pair_hits"] / max(acc["pairs"], 1)
+    if by_category:
+        result["top1_by_category"] = {c: h / max(k, 1) for c, (h, k) in sorted(acc["per_cat"].items())}
     return result
 
 
