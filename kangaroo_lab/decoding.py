@@ -5,7 +5,8 @@ Every speculative method runs the same round, starting from the root (the newest
 1. **propose** a tree of candidate tokens below the root (`rounds.RoundSteps`, `tree.Layout`):
    * `kangaroo`, the paper's method: a chain of drafts from the shallow layers (< l) + adapter +
      the target's LM head (early exit #1), stopped once a draft's top-1 probability falls below
-     `threshold` (eta, early exit #2) or after `max_draft` (gamma) drafts;
+     `threshold` (eta, early exit #2: confidence < eta stops, a draft exactly at eta does not) or
+     after `max_draft` (gamma) drafts;
    * `pld`, prompt lookup: the tokens that followed the latest earlier occurrence of the newest
      n-gram (`lookup.PromptLookup`), a chain drafted by no model at all;
    * `kangaroo-tree`: Kangaroo's dynamic draft tree, grown level by level with the shallow layers +
@@ -52,7 +53,7 @@ class DecodeOptions:
     """Every decoding option, with the defaults of the paper's `kangaroo`; `METHOD_DEFAULTS` holds
     each method's own (the CLI and the benchmarks read them from there)."""
 
-    threshold: float = 0.6  # eta: stop drafting once the draft's confidence falls below it
+    threshold: float = 0.6  # eta: stop drafting once the draft's confidence falls below it (< eta; == eta goes on)
     max_draft: int = 6  # gamma: at most this many drafts per round (a tree: its depth)
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy

@@ -589,3 +589,23 @@ def test_a_failing_compile_falls_back_to_plain_steps(tiny):
 def test_graphs_are_greedy_only(tiny):
     with pytest.raises(ValueError, match="greedy decoding only"):
         generate(tiny, "hi", adapter=new_adapter(tiny, 2), temperature=0.8, cuda_graphs=True)
+
+
+def test_captured_steps_do_not_keep_dropped_adapters_alive(tiny):
+    """The captured steps are kept with their adapter: a process that loads adapters one after another
+    keeps only the live ones (and their graphs), so its memory stays flat."""
+    import gc
+    import weakref
+
+    refs = []
+    for seed in range(4):
+        adapter = new_adapter(tiny, 2, seed=seed)
+        for method in ("kangaroo", "kangaroo-tree"):
+            generate(tiny, "hello", adapter=adapter, method=method, max_new_tokens=8, cuda_graphs=GraphOptions())
+        refs.append(weakref.ref(adapter))
+    kept = adapter
+    del adapter
+    gc.collect()
+    assert [r() is None for r in refs] == [True, True, True, False]  # the last one is still in use
+    res = generate(tiny, "hello", adapter=kept, max_new_tokens=8, cuda_graphs=GraphOptions())  # reused, still exact
+    assert res.token_ids == generate(tiny, "hello", method="ar", max_new_tokens=8).token_ids
