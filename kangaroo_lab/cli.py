@@ -14,6 +14,7 @@ OSError such as FileNotFoundError) become one line, `kangaroo-lab: error: <messa
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import sys
@@ -479,13 +480,64 @@ def add_distill_parser(subparsers):
 
 def run_distill(args: argparse.Namespace) -> int:
     from .data import load_questions, self_distill, training_prompts
+    from .decoding import check_sampling
 
-    questions = load_questions(args.questions) if args.questions else training_prompts(args.prompts)
+    for name in ("prompts", "batch_size", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    check_sampling(args.temperature)
+    check_resume_settings(args.out, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    questions = load_questions(text_file(args.questions)) if args.questions else training_prompts(args.prompts)
     model = _load_model(args)
     path = self_distill(model, questions, args.out, max_new_tokens=args.max_new_tokens,
                         batch_size=args.batch_size, temperature=args.temperature)
     print(json.dumps({"corpus": str(path)}) if args.json else f"corpus written to {path}")
     return 0
+
+
+def check_resume_settings(path, **settings):
+    """A corpus being resumed must have been started with the same settings (its header records
+    them): otherwise its answers would mix two configurations."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with text_file(path).open(encoding="utf-8") as f:
+        try:
+            header = json.loads(f.readline())
+        except ValueError:
+            return  # not a corpus: the loader says so
+    if not isinstance(header, dict):
+        return
+    differ = {k: (header[k], v) for k, v in settings.items() if k in header and header[k] != v}
+    if differ:
+        was = ", ".join(f"{k}={a!r}" for k, (a, _) in differ.items())
+        now = ", ".join(f"{k}={b!r}" for k, (_, b) in differ.items())
+        raise ValueError(f"{path} was started with {was}; this run asks for {now}. Resuming would mix the two "
+                         "in one corpus: resume with the same settings, or write to another --out file")
+
+
+def text_file(path):
+    """`path`, after checking it is UTF-8 text: else a ValueError that names the file and the byte."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_file():
+        decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path} is not UTF-8 text (byte {offset + e.start}: {e.reason}); "
+                                     "convert it to UTF-8, e.g. `iconv -t UTF-8`") from None
+                offset += len(chunk)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} is not UTF-8 text (it ends inside a character: {e.reason})") from None
+    return path
 
 
 # ------------------------------------------------------------------------------------ train
@@ -516,7 +568,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**{k: getattr(args, k) for k in ("exit_layer", "variant", "steps", "batch_size",
                                                            "max_len", "lr", "warmup", "eval_every", "seed")})
     model = _load_model(args)
-    adapter = train_adapter(model, args.data, args.out, config)
+    adapter = train_adapter(model, text_file(args.data), args.out, config)
     report = adapter.meta.training
     if not report:  # a secondary process of a data-parallel run: the main process reports
         return 0
@@ -566,6 +618,9 @@ def add_bench_parser(subparsers):
                         "rounds of every speculative method onto the 7B shape -> OUT/projection_7b.csv "
                         "(a projection, labelled so)")
     p.add_argument("--out", metavar="DIR", default=str(bench.DEFAULT_OUT), help="(default: %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: questions already answered are read back, not "
+                        "run again (the settings must be the same)")
     p.set_defaults(run=run_bench)
 
 
@@ -573,6 +628,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from . import bench
     from .data import load_questions
 
+    if args.sweep and args.resume:
+        raise ValueError("--resume continues a benchmark run; a sweep writes its CSV row by row: run it again")
     if args.sweep and (args.methods or args.hf_limit is not None or args.trace or args.costs):
         raise ValueError("--methods, --hf-limit, --trace and --costs do not apply to --sweep "
                          "(a sweep runs ar and the swept settings); run them without --sweep")
@@ -581,7 +638,7 @@ def run_bench(args: argparse.Namespace) -> int:
                for m in bench.OUR_METHODS}  # validated before the model loads
     if args.costs and not set(methods) & set(bench.OUR_METHODS) - {"ar"}:
         raise ValueError("--costs projects the rounds of the speculative methods: add one to --methods")
-    questions = load_questions(args.questions) if args.questions else None
+    questions = load_questions(text_file(args.questions)) if args.questions else None
     model = _load_model(args)
     common = dict(questions=questions, out=args.out, limit=args.sweep_limit, max_new_tokens=args.max_new_tokens)
     chain = options["kangaroo"]
@@ -593,7 +650,8 @@ def run_bench(args: argparse.Namespace) -> int:
         rows = bench.sweep_tree(model, exit_layer=args.exit_layer, **common)
     else:
         result = bench.benchmark(model, questions, methods, args.out, args.exit_layer,
-                                 max_new_tokens=args.max_new_tokens, hf_limit=args.hf_limit, options=options)
+                                 max_new_tokens=args.max_new_tokens, hf_limit=args.hf_limit, options=options,
+                                 resume=args.resume)
         rows = result.rows
         _bench_extras(args, model, questions, chain, result)
     if args.json:  # one JSON object, as every command prints: the rows of summary.csv (or of the sweep's CSV)

@@ -62,6 +62,14 @@ class TrainConfig:
             raise ValueError("steps must be >= 0, batch_size >= 1 and max_len >= 8")
         if not 0 < self.heldout < 1:
             raise ValueError(f"heldout must lie in (0, 1), got {self.heldout}")
+        for name in ("eval_every", "checkpoint_every", "eval_sequences", "accept_prompts", "accept_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (every how many steps / how many), "
+                                 f"got {getattr(self, name)!r}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 steps, got {self.warmup}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
 
 
 # ----------------------------------------------------------------------------------- data

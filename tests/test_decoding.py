@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from kangaroo_lab import decoding, generate, new_adapter
-from kangaroo_lab.adapter import Adapter
 from kangaroo_lab.data import load_minibench, training_prompts
 from kangaroo_lab.decoding import Sampler, sample_accept
 from kangaroo_lab.explore import exact_marginals
