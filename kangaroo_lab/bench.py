@@ -469,17 +469,17 @@ def run_fingerprint(model: Model, methods: Sequence[str], opts: Mapping[str, Dec
 
 
 def start_answers(answers_dir: Path, fingerprint: dict, resume: bool) -> dict[str, dict[str, dict]]:
-    """Prepare answers_dir: a new run records its settings (settings.json); a resumed one checks them and
+    """Prepare answers_dir: a new run records its settings (out/resume.json); a resumed one checks them and
     returns method -> {str((category, question_id)): answer line} of the answers on disk (a line cut
     short by the interruption is dropped)."""
     answers_dir.mkdir(parents=True, exist_ok=True)
-    settings = answers_dir / "settings.json"
+    settings = answers_dir.parent / "resume.json"
     if not resume:
         settings.write_text(json.dumps(fingerprint, indent=1))
         return {}
     if not settings.is_file():
         if any(answers_dir.glob("*.jsonl")):
-            raise ValueError(f"{answers_dir} holds answers but no settings.json (an older run?): cannot check "
+            raise ValueError(f"{answers_dir} holds answers but no resume.json beside it (an older run?): cannot check "
                              "they were made with these settings; run without --resume, or into another --out")
         settings.write_text(json.dumps(fingerprint, indent=1))
         return {}

@@ -71,7 +71,7 @@ def test_an_interrupted_bench_resumes_to_the_same_files(tiny, tmp_path, monkeypa
 def test_a_line_cut_short_is_dropped_and_answered_again(tiny, tmp_path, uninterrupted):
     answers = tmp_path / "answers"
     answers.mkdir()
-    (answers / "settings.json").write_text((uninterrupted.out / "answers" / "settings.json").read_text())
+    (tmp_path / "resume.json").write_text((uninterrupted.out / "resume.json").read_text())
     for method in METHODS.split(","):
         lines = (uninterrupted.out / "answers" / f"{method}.jsonl").read_text().splitlines(keepends=True)
         (answers / f"{method}.jsonl").write_text("".join(lines[:2]) + lines[2][:40])  # killed mid-write
