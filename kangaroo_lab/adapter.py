@@ -195,6 +195,8 @@ def load_adapter(model: Model, path=None, exit_layer: int = DEFAULT_EXIT_LAYER, 
 
     Fails with a clear message when the adapter was trained for a model of another shape, or (with
     strict=True) for other weights of the same shape."""
+    if path is None:
+        check_exit_layer(exit_layer, model.config.n_layers)
     folder = Path(path) if path is not None else shipped_adapter_dir(model.name, exit_layer, variant)
     if path is None and not (folder / META_FILE).is_file():
         raise FileNotFoundError(

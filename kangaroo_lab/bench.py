@@ -52,6 +52,7 @@ row's speedup_vs_ar measures the drift over the sweep).
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import platform
@@ -354,13 +355,17 @@ def benchmark(model: Model, questions: Sequence[Question] | None = None, methods
               out=DEFAULT_OUT, exit_layer: int = DEFAULT_EXIT_LAYER, threshold: float | None = None,
               max_draft: int | None = None, max_new_tokens: int = DEFAULTS.max_new_tokens,
               hf_limit: int | None = None, progress: bool = True,
-              options: Mapping[str, DecodeOptions] | None = None) -> BenchResult:
+              options: Mapping[str, DecodeOptions] | None = None, resume: bool = False) -> BenchResult:
     """Run `methods` over `questions` (default: the bundled mini-bench); write answers, summary.csv,
     mismatches.csv and run.json.
 
     `threshold`, `max_draft`: the paper's chain (kangaroo, kangaroo-noadapter); `options`: a whole
     `DecodeOptions` per method (default: `METHOD_DEFAULTS`). `hf_limit`: transformers' methods answer
-    only the first `hf_limit` questions per category."""
+    only the first `hf_limit` questions per category.
+
+    Answers are appended to out/answers/<method>.jsonl question by question, so an interrupted run
+    (Ctrl-C, a crash) keeps every finished answer; `resume=True` continues it: the questions each
+    method answered already are read back, not run again (refused when the settings differ)."""
     methods = parse_methods(methods)
     opts = method_options(max_new_tokens, threshold, max_draft, options)  # validates
     check_exit_layer(exit_layer, model.config.n_layers)
@@ -370,9 +375,12 @@ def benchmark(model: Model, questions: Sequence[Question] | None = None, methods
     hf_keys = {(q.category, q.question_id) for q in limit_per_category(questions, hf_limit)}
     out = Path(out)
     (out / "answers").mkdir(parents=True, exist_ok=True)
+    done = start_answers(out / "answers", run_fingerprint(model, methods, opts, exit_layer, hf_limit, questions),
+                         resume)
     reserve_cache(model, questions, max_new_tokens, tree_size(methods, opts))
     runners, notes, failed = prepare_runners(model, methods, opts, exit_layer, questions[0])
-    records = answer_interleaved(model, runners, questions, hf_keys, max_new_tokens, out / "answers", failed, progress)
+    records = answer_interleaved(model, runners, questions, hf_keys, max_new_tokens, out / "answers", failed, progress,
+                                 done)
     notes += _run_notes(methods, failed, hf_limit, len(hf_keys) < len(questions)) + skipped
     env = environment(model)
     mismatches = find_mismatches(model, records, env)
@@ -410,18 +418,25 @@ def prepare_runners(model: Model, methods: Sequence[str], opts: Mapping[str, Dec
 
 
 def answer_interleaved(model: Model, runners: dict[str, Runner], questions: Sequence[Question], hf_keys: set,
-                       max_new_tokens: int, answers_dir: Path, failed: dict, progress: bool = True) -> list[TurnRecord]:
+                       max_new_tokens: int, answers_dir: Path, failed: dict, progress: bool = True,
+                       done: dict | None = None) -> list[TurnRecord]:
     """Each question is answered by every method in turn (transformers' methods only for `hf_keys`), so
-    that a machine whose speed drifts during the run slows every method alike. Answers are written to
-    answers_dir/<method>.jsonl and flushed as they come."""
+    that a machine whose speed drifts during the run slows every method alike. Answers are appended to
+    answers_dir/<method>.jsonl and flushed as they come. `done` (resuming): method -> {question key:
+    its answer line} already in the files; those are read back, not answered again."""
     from tqdm.auto import tqdm
 
-    files = {m: (answers_dir / f"{m}.jsonl").open("w", encoding="utf-8") for m in runners}
+    done = done or {}
+    files = {m: (answers_dir / f"{m}.jsonl").open("a" if m in done else "w", encoding="utf-8") for m in runners}
     records: dict[str, list[TurnRecord]] = {m: [] for m in runners}
     try:
         for q in tqdm(questions, desc="bench", unit="question", file=sys.stderr, disable=not progress):
             for method in [m for m in runners if m not in failed]:
                 if method in HF_METHODS and (q.category, q.question_id) not in hf_keys:
+                    continue
+                if str((q.category, q.question_id)) in done.get(method, {}):
+                    records[method] += records_from_answer(model, method, q, done[method][str((q.category,
+                                                                                               q.question_id))])
                     continue
                 try:
                     turns = answer_question(model, method, runners[method], q, max_new_tokens)
@@ -441,6 +456,74 @@ def answer_interleaved(model: Model, runners: dict[str, Runner], questions: Sequ
     for method in failed:
         (answers_dir / f"{method}.jsonl").unlink(missing_ok=True)
     return [r for rs in records.values() for r in rs]
+
+
+def run_fingerprint(model: Model, methods: Sequence[str], opts: Mapping[str, DecodeOptions], exit_layer: int,
+                    hf_limit: int | None, questions: Sequence[Question]) -> dict:
+    """What must not change between a run and its resumption: the model, the methods and their options
+    (max_new_tokens included), the exit layer, the transformers limit and the questions."""
+    text = json.dumps([[q.category, q.question_id, list(q.turns)] for q in questions], ensure_ascii=False)
+    return {"model": model.name, "dtype": str(model.dtype), "methods": list(methods), "exit_layer": exit_layer,
+            "hf_limit": hf_limit, "options": {m: asdict(opts[m]) for m in methods if m in opts},
+            "questions_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def start_answers(answers_dir: Path, fingerprint: dict, resume: bool) -> dict[str, dict[str, dict]]:
+    """Prepare answers_dir: a new run records its settings (out/resume.json); a resumed one checks them and
+    returns method -> {str((category, question_id)): answer line} of the answers on disk (a line cut
+    short by the interruption is dropped)."""
+    answers_dir.mkdir(parents=True, exist_ok=True)
+    settings = answers_dir.parent / "resume.json"
+    if not resume:
+        settings.write_text(json.dumps(fingerprint, indent=1))
+        return {}
+    if not settings.is_file():
+        if any(answers_dir.glob("*.jsonl")):
+            raise ValueError(f"{answers_dir} holds answers but no resume.json beside it (an older run?): cannot check "
+                             "they were made with these settings; run without --resume, or into another --out")
+        settings.write_text(json.dumps(fingerprint, indent=1))
+        return {}
+    before = json.loads(settings.read_text())
+    if before != fingerprint:
+        differ = sorted(k for k in fingerprint.keys() | before.keys() if before.get(k) != fingerprint.get(k))
+        raise ValueError(f"cannot resume the run in {answers_dir.parent}: its {', '.join(differ)} differ from this "
+                         "run's; resume with the same settings, or run into another --out")
+    done: dict[str, dict[str, dict]] = {}
+    for path in sorted(answers_dir.glob("*.jsonl")):
+        lines = path.read_bytes().split(b"\n")
+        good, answers = 0, {}
+        for line in lines:
+            if not line.strip():
+                good += len(line) + 1
+                continue
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                break
+            answers[str((answer["category"], answer["question_id"]))] = answer
+            good += len(line) + 1
+        size = path.stat().st_size
+        if good < size:  # the interruption cut the last line short
+            _warn(f"{path}: dropping an answer cut short by the interruption")
+            with path.open("r+b") as f:
+                f.truncate(good)
+        elif size and not lines[-1] == b"":  # a whole last answer, its newline not written
+            with path.open("ab") as f:
+                f.write(b"\n")
+        done[path.stem] = answers
+    return done
+
+
+def records_from_answer(model: Model, method: str, q: Question, answer: dict) -> list[TurnRecord]:
+    """The TurnRecords of an answer line written by `spec_bench_answer` (prompts re-encoded as asked)."""
+    c, messages, records = answer["choices"][0], [], []
+    for turn, user in enumerate(q.turns):
+        messages.append({"role": "user", "content": user})
+        records.append(TurnRecord(method, q.question_id, q.category, turn, c["token_ids"][turn], c["turns"][turn],
+                                  c["wall_time"][turn], c["accept_lengths"][turn], c["drafts_per_round"][turn],
+                                  c["draft_steps"][turn], c["syncs"][turn], None, model.encode(messages)))
+        messages.append({"role": "assistant", "content": c["turns"][turn]})
+    return records
 
 
 def _fail(method: str, error: Exception, failed: dict):

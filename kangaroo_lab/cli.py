@@ -15,6 +15,7 @@ OSError such as FileNotFoundError) become one line, `kangaroo-lab: error: <messa
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import sys
@@ -528,16 +529,43 @@ def add_distill_parser(subparsers):
 
 
 def run_distill(args: argparse.Namespace) -> int:
+    from .decoding import check_sampling
     from .distill import self_distill
     from .questions import load_questions
     from .templates import training_prompts
 
-    questions = load_questions(args.questions) if args.questions else training_prompts(args.prompts)
+    for name in ("prompts", "batch_size", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    check_sampling(args.temperature)  # before the model loads; self_distill refuses to resume other settings
+    questions = load_questions(text_file(args.questions)) if args.questions else training_prompts(args.prompts)
     model = _load_model(args)
     path = self_distill(model, questions, args.out, max_new_tokens=args.max_new_tokens,
                         batch_size=args.batch_size, temperature=args.temperature)
     print(json.dumps({"corpus": str(path)}) if args.json else f"corpus written to {path}")
     return 0
+
+
+def text_file(path):
+    """`path`, after checking it is UTF-8 text: else a ValueError that names the file and the byte."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_file():
+        decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path} is not UTF-8 text (byte {offset + e.start}: {e.reason}); "
+                                     "convert it to UTF-8, e.g. `iconv -t UTF-8`") from None
+                offset += len(chunk)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} is not UTF-8 text (it ends inside a character: {e.reason})") from None
+    return path
 
 
 # ------------------------------------------------------------------------------------ train
@@ -568,7 +596,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**{k: getattr(args, k) for k in ("exit_layer", "variant", "steps", "batch_size",
                                                            "max_len", "lr", "warmup", "eval_every", "seed")})
     model = _load_model(args)
-    adapter = train_adapter(model, args.data, args.out, config)
+    adapter = train_adapter(model, text_file(args.data), args.out, config)
     report = adapter.meta.training
     if not report:  # a secondary process of a data-parallel run: the main process reports
         return 0
@@ -618,6 +646,9 @@ def add_bench_parser(subparsers):
                         "rounds of every speculative method onto the 7B shape -> OUT/projection_7b.csv "
                         "(a projection, labelled so)")
     p.add_argument("--out", metavar="DIR", default=str(bench.DEFAULT_OUT), help="(default: %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: questions already answered are read back, not "
+                        "run again (the settings must be the same)")
     p.set_defaults(run=run_bench)
 
 
@@ -625,6 +656,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from . import bench
     from .questions import load_questions
 
+    if args.sweep and args.resume:
+        raise ValueError("--resume continues a benchmark run; a sweep writes its CSV row by row: run it again")
     if args.sweep and (args.methods or args.hf_limit is not None or args.trace or args.costs):
         raise ValueError("--methods, --hf-limit, --trace and --costs do not apply to --sweep "
                          "(a sweep runs ar and the swept settings); run them without --sweep")
@@ -633,7 +666,7 @@ def run_bench(args: argparse.Namespace) -> int:
                for m in bench.OUR_METHODS}  # validated before the model loads
     if args.costs and not set(methods) & set(bench.OUR_METHODS) - {"ar"}:
         raise ValueError("--costs projects the rounds of the speculative methods: add one to --methods")
-    questions = load_questions(args.questions) if args.questions else None
+    questions = load_questions(text_file(args.questions)) if args.questions else None
     model = _load_model(args)
     common = dict(questions=questions, out=args.out, limit=args.sweep_limit, max_new_tokens=args.max_new_tokens)
     chain = options["kangaroo"]
@@ -645,7 +678,8 @@ def run_bench(args: argparse.Namespace) -> int:
         rows = bench.sweep_tree(model, exit_layer=args.exit_layer, **common)
     else:
         result = bench.benchmark(model, questions, methods, args.out, args.exit_layer,
-                                 max_new_tokens=args.max_new_tokens, hf_limit=args.hf_limit, options=options)
+                                 max_new_tokens=args.max_new_tokens, hf_limit=args.hf_limit, options=options,
+                                 resume=args.resume)
         rows = result.rows
         _bench_extras(args, model, questions, chain, result)
     if args.json:  # one JSON object, as every command prints: the rows of summary.csv (or of the sweep's CSV)

@@ -226,7 +226,9 @@ def measure(model: Model, adapter: Adapter, runs: dict[str, tuple[Layout, Sequen
     from .bench import _warn, write_csv
 
     out = Path(out)
-    model.engine.__dict__.pop("_graphs", None)  # captured over the run's caches; step_times sets its own
+    for owner in (model.engine, adapter):  # graphs captured over the run's caches; step_times sets its own
+        if owner is not None:
+            owner.__dict__.pop("_graphs", None)
     rows = tuple(rows)
     steps = step_times(model, adapter, rows, options, progress=progress)
     projection = []

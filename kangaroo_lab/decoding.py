@@ -5,7 +5,8 @@ Every speculative method runs the same round, starting from the root (the newest
 1. **propose** a tree of candidate tokens below the root (`rounds.RoundSteps`, `tree.Layout`):
    * `kangaroo`, the paper's method: a chain of drafts from the shallow layers (< l) + adapter +
      the target's LM head (early exit #1), stopped once a draft's top-1 probability falls below
-     `threshold` (eta, early exit #2) or after `max_draft` (gamma) drafts;
+     `threshold` (eta, early exit #2: confidence < eta stops, a draft exactly at eta does not) or
+     after `max_draft` (gamma) drafts;
    * `pld`, prompt lookup: the tokens that followed the latest earlier occurrence of the newest
      n-gram (`lookup.PromptLookup`), a chain drafted by no model at all;
    * `kangaroo-tree`: Kangaroo's dynamic draft tree, grown level by level with the shallow layers +
@@ -28,6 +29,7 @@ distribution when sampling.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, fields, replace
 
@@ -52,7 +54,7 @@ class DecodeOptions:
     """Every decoding option, with the defaults of the paper's `kangaroo`; `METHOD_DEFAULTS` holds
     each method's own (the CLI and the benchmarks read them from there)."""
 
-    threshold: float = 0.6  # eta: stop drafting once the draft's confidence falls below it
+    threshold: float = 0.6  # eta: stop drafting once the draft's confidence falls below it (< eta; == eta goes on)
     max_draft: int = 6  # gamma: at most this many drafts per round (a tree: its depth)
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy
@@ -77,12 +79,21 @@ class DecodeOptions:
             value = getattr(self, name)
             if as_int(value) is None or value < 1:
                 raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-        if not self.temperature >= 0.0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+        check_sampling(self.temperature, self.top_p, self.seed)
         if self.early_exit not in EARLY_EXITS:
             raise ValueError(f"early_exit must be one of {EARLY_EXITS}, got {self.early_exit!r}")
+
+
+def check_sampling(temperature: float, top_p: float = 1.0, seed: int = 0):
+    """The sampling arguments every entry point takes (generate, the CLI, self-distillation): a ValueError
+    that says what is wrong, instead of silent greedy decoding (negative or NaN temperature), uniform
+    sampling (infinite temperature) or an overflow deep inside torch (a seed beyond 64 bits)."""
+    if not (math.isfinite(temperature) and temperature >= 0.0):
+        raise ValueError(f"temperature must be >= 0 (0 = greedy) and finite, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if as_int(seed) is None or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
 
 
 DEFAULTS = DecodeOptions()

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .decoding import check_sampling
 from .questions import Question
 
 CORPUS_FORMAT = "kangaroo-lab-corpus/1"
@@ -64,16 +64,6 @@ def tokenizer_signature(model) -> str:
     ids = model.tokenizer(probe, add_special_tokens=False).input_ids
     digest = hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:12]
     return f"{model.config.vocab_size}:{digest}"
-
-
-def check_sampling(temperature: float, top_p: float, seed: int | None = None):
-    """Clear errors for generation settings that would otherwise fail late or silently."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
-    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    if seed is not None and not 0 <= seed < 2**63:
-        raise ValueError(f"seed must lie in [0, 2**63), got {seed}")
 
 
 # ----------------------------------------------------------------------------------- the decoder
@@ -340,8 +330,10 @@ def _resume_corpus(path: Path, header: dict) -> list[Example]:
     old, examples = read_corpus_file(path)
     changed = {k: (old.get(k), header[k]) for k in RESUME_KEYS if k in old and old.get(k) != header[k]}
     if changed:
-        raise ValueError(f"{path} was made with other settings ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}); "
-                         "write the new corpus to another file, or use the same settings to resume it")
+        was = ", ".join(f"{k}={a!r}" for k, (a, _) in changed.items())
+        now = ", ".join(f"{k}={b!r}" for k, (_, b) in changed.items())
+        raise ValueError(f"{path} was started with {was}; this run asks for {now}. Resuming would mix the two in "
+                         "one corpus: resume with the same settings, or write to another file")
     return examples
 
 

@@ -160,7 +160,7 @@ def captured_round_steps(model: Model, adapter: Adapter | None, layout: Layout, 
                          options: GraphOptions = GraphOptions()):
     """`rounds.RoundSteps` with every step captured (greedy), built once per (model, adapter,
     layout, lookup, early exit, rows, backend) and reused until a cache it was captured over is
-    reallocated. Device early exit: the whole round is one graph."""
+    reallocated or the adapter is dropped (`_cached`). Device early exit: the whole round is one graph."""
     from .rounds import RoundSteps
 
     rows = options.round_rows(layout.size)
@@ -180,16 +180,22 @@ def captured_round_steps(model: Model, adapter: Adapter | None, layout: Layout, 
                 steps.whole = capture(model, lambda: [f() for f in [*levels, finish]], call, pool)
         return steps
 
-    key = ("round", id(adapter), adapter and adapter.exit_layer, layout, lookup, host_exit, rows, backend)
+    key = ("round", adapter and adapter.exit_layer, layout, lookup, host_exit, rows, backend)
     return _cached(model, adapter, key, build, backend)
 
 
 def _cached(model: Model, adapter: Adapter | None, key, build, backend):
-    """Captured steps kept on the engine, with the adapter they use (which keeps its id in `key`
-    unique), until a cache they were captured over is reallocated."""
-    cache = model.engine.__dict__.setdefault("_graphs", {})
+    """Captured steps, built once and kept until a cache they were captured over is reallocated.
+
+    Steps that use an adapter are kept on the adapter (keyed by the engine), so that they go when it
+    goes: a process that loads adapters one after another does not keep every one alive (with its
+    captured graphs and buffers). The steps reference the adapter and the model, so while an entry
+    lives the ids in its key are unique. The AR steps are kept on the engine."""
+    owner = adapter if adapter is not None else model.engine
+    cache = owner.__dict__.setdefault("_graphs", {})
+    key = (id(model.engine), *key)
     for k, (_, a, versions) in list(cache.items()):
-        if versions != _cache_versions(model, a):
+        if k[0] == key[0] and versions != _cache_versions(model, a):
             del cache[k]  # captured over caches that have since been reallocated
     if key not in cache:
         cache[key] = (_build(build, backend), adapter, _cache_versions(model, adapter))

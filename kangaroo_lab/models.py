@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from .engine import PRESETS, SUPPORTED_ARCHITECTURES, ModelConfig, Transformer, as_int, build_engine, random_state_dict
 
@@ -178,14 +180,20 @@ def embedded_gguf() -> Path:
 
 
 def _load_converted(name: str, gguf: Path, device, dtype) -> Model:
+    """The cached conversion of `gguf` (converted first when missing, stale or damaged)."""
     folder = cache_root() / name
     stamp = _file_stamp(gguf)
-    if not _cache_valid(folder, stamp):
+    sweep_stale_conversions(folder)
+    problem = cache_problem(folder, stamp)
+    if problem is not None:
+        if folder.exists():
+            print(f"kangaroo-lab: the cached copy of {name} in {folder} {problem}; converting again", file=sys.stderr)
         convert_gguf(gguf, folder, stamp)
     try:
         return _load_folder(name, folder, device, dtype, source=str(gguf))
-    except (OSError, ValueError, RuntimeError) as e:  # a damaged cache: convert again once
-        print(f"kangaroo-lab: cached copy of {name} is unreadable ({e}); converting again", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # damaged past the checksum's samples
+        print(f"kangaroo-lab: the cached copy of {name} in {folder} is unreadable ({type(e).__name__}: {e}); "
+              "converting again", file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
         convert_gguf(gguf, folder, stamp)
         return _load_folder(name, folder, device, dtype, source=str(gguf))
@@ -196,16 +204,71 @@ def _file_stamp(path: Path) -> dict:
     return {"source": str(path.resolve()), "size": st.st_size}
 
 
-def _cache_valid(folder: Path, stamp: dict) -> bool:
+WEIGHTS = "model.safetensors"
+SAMPLE_BLOCK, SAMPLES = 4096, 256
+
+
+def weights_digest(path: Path) -> dict:
+    """A cheap checksum of a weights file: its size and the SHA-256 of its first MiB (the safetensors
+    header and the first tensors) and of 256 blocks of 4 KiB spread evenly over the rest. Reads about
+    2 MiB whatever the size: a truncated file, or a region overwritten anywhere wider than the
+    spacing of the blocks (size / 256, ~2 MB for SmolLM2), changes it."""
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        for i in range(SAMPLES):
+            f.seek(i * max(0, size - SAMPLE_BLOCK) // (SAMPLES - 1))
+            h.update(f.read(SAMPLE_BLOCK))
+    return {"size": size, "sampled_sha256": h.hexdigest()}
+
+
+def cache_problem(folder: Path, stamp: dict) -> str | None:
+    """None when `folder` holds a complete conversion of the file `stamp` describes, whose weights
+    still match the checksum stored at conversion; else what is wrong (for the message)."""
+    if not folder.is_dir():
+        return "is missing"
     try:
-        return json.loads((folder / "source.json").read_text()) == stamp
+        stored = json.loads((folder / "source.json").read_text())
     except (OSError, ValueError):
+        return "has no readable source.json"
+    if {k: stored.get(k) for k in stamp} != stamp:
+        return f"was converted from another file ({stored.get('source')}, {stored.get('size')} bytes)"
+    want = stored.get("weights")
+    if not want:
+        return "has no checksum of its weights (an older version made it)"
+    try:
+        got = weights_digest(folder / WEIGHTS)
+    except OSError as e:
+        return f"has no readable {WEIGHTS} ({e})"
+    if got["size"] != want.get("size"):
+        return f"is incomplete: {WEIGHTS} is {got['size']} bytes, {want.get('size')} when converted"
+    if got != want:
+        return f"is damaged: {WEIGHTS} no longer matches the checksum stored when it was converted"
+    return None
+
+
+def sweep_stale_conversions(folder: Path):
+    """Remove the temporary folders of conversions into `folder` whose process is gone (a conversion
+    killed mid-way, kill -9 included, leaves its 0.2-0.5 GB temporary folder behind)."""
+    for tmp in folder.parent.glob(f".{folder.name}-*"):
+        pid = tmp.name[len(folder.name) + 2:].split("-")[0]
+        if tmp.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    except OSError:  # exists, another user's
+        return True
+    return True
 
 
 def convert_gguf(gguf: Path, folder: Path, stamp: dict | None = None) -> Path:
     """Dequantize a GGUF file through transformers and save config, fp32 safetensors and tokenizer."""
-    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"kangaroo-lab: converting {gguf.name} once (about 30 s on a small CPU) -> {folder}", file=sys.stderr)
@@ -222,14 +285,34 @@ def convert_gguf(gguf: Path, folder: Path, stamp: dict | None = None) -> Path:
     sd = {k: v.contiguous() for k, v in hf.state_dict().items()}
     if config.get("tie_word_embeddings"):
         sd.pop("lm_head.weight", None)
+    return write_cache(folder, sd, config, tok, stamp or _file_stamp(gguf))
+
+
+def write_cache(folder: Path, state_dict: dict, config: dict, tokenizer, stamp: dict) -> Path:
+    """Save a converted model into `folder` atomically: everything goes to a temporary folder next to
+    it (named after this process, see `sweep_stale_conversions`), the weights are read back and their
+    checksum stored (`weights_digest`), then one rename puts it in place. An error or an interrupt
+    removes the temporary folder; a crash leaves no half-written cache, only a folder the next load
+    sweeps."""
+    from safetensors.torch import load_file, save_file
+
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    save_file(sd, str(tmp / "model.safetensors"))
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    tok.save_pretrained(str(tmp))
-    (tmp / "source.json").write_text(json.dumps(stamp or _file_stamp(gguf)))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)  # atomic: a crash mid-conversion leaves no half-written cache
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-{os.getpid()}-"))
+    try:
+        save_file(state_dict, str(tmp / WEIGHTS))
+        if set(load_file(str(tmp / WEIGHTS))) != set(state_dict):  # read back: the file is whole
+            raise OSError(f"{tmp / WEIGHTS} did not read back as written")
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "source.json").write_text(json.dumps({**stamp, "weights": weights_digest(tmp / WEIGHTS)}))
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)  # atomic: readers see the old cache (or none), then the new one
+        except OSError:
+            if cache_problem(folder, stamp) is not None:  # not another process's complete conversion
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # on success it is gone already
     return folder
 
 

@@ -84,6 +84,14 @@ class TrainConfig:
             raise ValueError(f"heldout must lie in (0, 1), got {self.heldout}")
         if self.unroll < 1 or not 0 < self.unroll_decay <= 1:
             raise ValueError(f"unroll must be >= 1 and unroll_decay in (0, 1], got {self.unroll}, {self.unroll_decay}")
+        for name in ("eval_every", "checkpoint_every", "eval_sequences", "accept_prompts", "accept_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (every how many steps / how many), "
+                                 f"got {getattr(self, name)!r}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 steps, got {self.warmup}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
 
 
 # ----------------------------------------------------------------------------------- data

@@ -10,6 +10,7 @@ from kangaroo_lab import bench, costs, generate, graphs, new_adapter
 from kangaroo_lab.cli import main
 from kangaroo_lab.questions import Question
 from kangaroo_lab.graphs import GraphOptions
+from kangaroo_lab.models import load_model
 from kangaroo_lab.rounds import RoundSteps
 from kangaroo_lab.tree import Layout
 
@@ -78,9 +79,13 @@ def test_shaped_model_names_its_shapes():
     assert 6.7e9 < params < 6.8e9  # Vicuna-7B / Llama-7B: 6.74B parameters
 
 
-def test_bench_captures_each_method_once(tiny, tmp_path, monkeypatch):
+def test_bench_captures_each_method_once(tmp_path, monkeypatch):
     """The bench reserves its longest cache first and every method's graphs coexist, so that
-    interleaving methods never recaptures (or recompiles) inside a timed turn."""
+    interleaving methods never recaptures (or recompiles) inside a timed turn.
+
+    A model of its own: the session's `tiny` keeps the graphs that earlier tests captured (over a
+    cache that is already large enough), so on it this count would depend on the test order."""
+    tiny = load_model("tiny-random", device="cpu", seed=0)
     built = []
     ar_init, round_init = graphs.ARGraph.__init__, RoundSteps.__init__
     monkeypatch.setattr(graphs.ARGraph, "__init__", lambda self, *a, **k: (built.append("ar"), ar_init(self, *a, **k))[1])

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from kangaroo_lab import decoding, generate, new_adapter
-from kangaroo_lab.adapter import Adapter
 from kangaroo_lab.questions import load_minibench
 from kangaroo_lab.templates import training_prompts
 from kangaroo_lab.decoding import Sampler, sample_accept
@@ -146,6 +145,36 @@ def test_early_exit_rules(tiny):
         assert len(r.drafts) == budget or r.confidences[-1] < 0.2  # and the last was not, or gamma was hit
 
 
+def test_a_draft_exactly_at_eta_does_not_stop_the_round(tiny):
+    """The boundary: drafting stops once a draft's confidence falls *below* eta (confidence < eta);
+    a draft whose confidence equals eta is as good as eta asks, so drafting goes on."""
+    adapter = new_adapter(tiny, 2)
+    free = generate(tiny, "abc", adapter=adapter, threshold=0.0, max_draft=5, max_new_tokens=30)
+    c = free.trace[0].confidences[0]  # the first draft's confidence, exactly as the draft step computed it
+    at = generate(tiny, "abc", adapter=adapter, threshold=c, max_draft=5, max_new_tokens=30)
+    assert at.trace[0].confidences[0] == c and len(at.trace[0].drafts) > 1  # equal: go on
+    above = generate(tiny, "abc", adapter=adapter, threshold=math.nextafter(c, 1.0), max_draft=5, max_new_tokens=30)
+    assert len(above.trace[0].drafts) == 1  # the least float above it: stop after the first draft
+
+
+def test_device_early_exit_keeps_a_level_exactly_at_eta():
+    """The same boundary on the device (trees, `early_exit="device"`): a level whose best cumulative
+    log-probability equals log(eta) stays valid; one float below it ends the tree."""
+    from kangaroo_lab.rounds import set_nodes
+
+    P = 3
+    tokens, parents, cum = torch.zeros(P, dtype=torch.long), torch.zeros(P, dtype=torch.long), torch.zeros(P)
+    prob, ancestors, eye = torch.zeros(P), torch.zeros(P, P, dtype=torch.bool), torch.eye(P, dtype=torch.bool)
+    valid, alive = torch.tensor([True, False, False]), torch.ones(1, dtype=torch.bool)
+    log_eta = torch.full((1,), math.log(0.4))
+    set_nodes(torch.tensor([1]), torch.tensor([7]), torch.tensor([0]), log_eta.clone(), log_eta.exp(), tokens,
+              parents, cum, prob, ancestors, eye, valid, alive, log_eta)
+    assert cum[1] == log_eta[0] and bool(alive) and bool(valid[1])  # exactly at eta: the tree goes on
+    set_nodes(torch.tensor([2]), torch.tensor([8]), torch.tensor([0]), torch.nextafter(log_eta, log_eta - 1),
+              log_eta.exp(), tokens, parents, cum, prob, ancestors, eye, valid, alive, log_eta)
+    assert bool(valid[2]) and not bool(alive)  # drafted while alive, but below eta: the levels after it are masked
+
+
 def test_result_bookkeeping(tiny):
     res = generate(tiny, "hello", adapter=new_adapter(tiny, 2), threshold=0.1, max_new_tokens=50)
     assert len(res.token_ids) == 50 and res.stop_reason == "length"
@@ -282,6 +311,72 @@ def test_the_same_test_catches_a_broken_rule(tiny, sampling_setup, monkeypatch, 
     assert stat > crit, f"the broken rule went unnoticed on {method}: chi2 {stat:.1f} < {crit:.1f}"
 
 
+@pytest.fixture
+def rejected_then_greedy_lookup(tiny, monkeypatch):
+    """Prompt lookup that proposes, in a generation's first round, a token the target gives probability
+    0 (its least likely token, outside top-p): a guaranteed rejection; in later rounds, the target's
+    greedy continuation (often accepted). The 3rd generated token then always comes from round 2,
+    after a rejection, which is where positions and caches must have been rewound."""
+    from kangaroo_lab.lookup import PromptLookup
+
+    sampler = Sampler(SAMPLING["temperature"], SAMPLING["top_p"], 0, tiny.device)
+
+    def propose(self):
+        self.rounds = getattr(self, "rounds", 0) + 1
+        seq = list(self.tokens)
+        with torch.inference_mode():
+            for _ in range(self.lookup_tokens):
+                logits = tiny.engine.head(tiny.engine.hidden_states(torch.tensor([seq]))[-1])[0, -1]
+                if self.rounds == 1 and len(seq) == len(self.tokens):
+                    seq.append(int(logits.argmin()))
+                    assert sampler.probs(logits)[seq[-1]] == 0.0  # a guaranteed rejection
+                else:
+                    seq.append(int(logits.argmax()))
+        return seq[len(self.tokens):], 1
+    monkeypatch.setattr(PromptLookup, "propose", propose)
+
+
+def positions_not_rewound(monkeypatch):
+    """The mutant as a patch: after a round the root advances past every node verified, not only past
+    the accepted ones (greedy output would break at once; sampling shows it only after a rejection)."""
+    from kangaroo_lab import rounds
+
+    commit = rounds.commit_round
+
+    def not_rewound(*args):
+        commit(*args)
+        n, n_acc, base = args[3], args[1], args[12]
+        base.add_(n - 1 - n_acc)
+    monkeypatch.setattr(rounds, "commit_round", not_rewound)
+
+
+AFTER_REJECTION = {  # the 3rd token always comes from round 2 (the forced lookup above)
+    "pld": dict(lookup_tokens=3, n_max=1),
+}
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["exact", "control-positions-not-rewound"])
+@pytest.mark.parametrize("method", list(AFTER_REJECTION))
+def test_sampling_after_a_rejection_matches_target_distribution(tiny, sampling_setup, monkeypatch, method, broken,
+                                                                request):
+    """The 3rd token, drawn in a round that follows a rejection, is distributed as the target's
+    (exact marginal); and the same test fails when positions are not rewound after the rejection."""
+    prompt, adapter, (_, m2) = sampling_setup
+    if method == "pld":
+        request.getfixturevalue("rejected_then_greedy_lookup")
+    if broken:
+        positions_not_rewound(monkeypatch)
+    out = sample(tiny, adapter, prompt, N_SAMPLES, method, **SAMPLING, **AFTER_REJECTION[method])
+    later = [r for r in out if r.trace[0].accepted == 0 and len(r.trace) > 1]
+    assert len(later) == N_SAMPLES  # every 3rd token came after a rejection
+    assert sum(r.trace[1].accepted > 0 for r in later) > N_SAMPLES // 20  # through the acceptance rule too
+    stat, crit = chi_square([r.token_ids[2] for r in out], m2)
+    if broken:
+        assert stat > crit, f"positions not rewound went unnoticed on {method}: chi2 {stat:.1f} < {crit:.1f}"
+    else:
+        assert stat < crit, f"{method}, token 3 after a rejection: chi2 {stat:.1f} >= {crit:.1f}"
+
+
 def first_emitted(path, token, tokens) -> int:
     return tokens[path[1]] if len(path) > 1 else int(token)
 
@@ -333,10 +428,11 @@ def uncached_draft_logits(model, adapter, seq: list[int]) -> torch.Tensor:
         return model.engine.lm_head(adapter(h, start=None)[0, -1])
 
 
-def draft_cache_errors(model, adapter, monkeypatch, method, **options) -> list[float]:
+def draft_cache_errors(model, adapter, monkeypatch, method, cuda_graphs=None, **options) -> list[float]:
     """Per round: max |cached draft logits - uncached recompute| at the round's root."""
     seen = record_root_drafts(monkeypatch)
-    res = generate(model, "abcabc hello abcabc hello", adapter=adapter, method=method, max_new_tokens=40, **options)
+    res = generate(model, "abcabc hello abcabc hello", adapter=adapter, method=method, max_new_tokens=40,
+                   cuda_graphs=cuda_graphs, **options)
     errors, done = [], 1  # the prefill emitted the first token
     for logits, r in zip(seen, res.trace):
         errors.append(float((logits - uncached_draft_logits(model, adapter, res.prompt_ids + res.token_ids[:done])).abs().max()))
@@ -344,30 +440,56 @@ def draft_cache_errors(model, adapter, monkeypatch, method, **options) -> list[f
     return errors
 
 
+# eager steps, and the steps CUDA graphs capture (run eagerly on the CPU) with natural and fixed rows
+CACHE_PATHS = [None, GraphOptions(bucket_rows=False), GraphOptions(fixed_rows=20)]
+
+
+@pytest.mark.parametrize("graphs", CACHE_PATHS, ids=["eager", "graphs", "graphs-fixed-rows"])
 @pytest.mark.parametrize("method,options", [
     ("kangaroo", dict(threshold=0.0, max_draft=4)), ("kangaroo", dict(threshold=0.0, max_draft=1)),
     ("kangaroo-tree", dict(top_k=3, node_budget=16, max_draft=4)),
     ("kangaroo+lookup", dict(top_k=2, node_budget=16, max_draft=3, lookup_tokens=6)),
 ])
-def test_cached_draft_distributions_equal_an_uncached_recompute(tiny, monkeypatch, method, options):
+def test_cached_draft_distributions_equal_an_uncached_recompute(tiny, monkeypatch, method, options, graphs):
     """At every round the draft at the root, computed from the caches (shallow layers and adapter,
     filled while drafting, verifying and compacting), equals the draft recomputed over the committed
     sequence from scratch."""
     adapter = new_adapter(tiny, 3, "attention", seed=4)
-    errors = draft_cache_errors(tiny, adapter, monkeypatch, method, **options)
+    errors = draft_cache_errors(tiny, adapter, monkeypatch, method, graphs, **options)
     assert len(errors) > 5 and max(errors) <= 1e-4, errors
 
 
-def test_a_missing_adapter_cache_write_is_caught(tiny, monkeypatch):
-    """The control: verification skips the adapter's KV write for the last level of drafts (one draft
+def drop_last_level_adapter_write(monkeypatch):
+    """The mutant as a patch: verification computes the last level's shallow states but skips the
+    adapter's KV write for them (the eager and the captured steps share `RoundSteps.verify`)."""
+    verify = RoundSteps.verify
+
+    def without_adapter_write(self, d):
+        adapter, self.adapter = self.adapter, None  # verify writes the adapter's cache only with an adapter
+        try:
+            return verify(self, d)
+        finally:
+            self.adapter = adapter
+    monkeypatch.setattr(RoundSteps, "verify", without_adapter_write)
+
+
+@pytest.mark.parametrize("graphs", CACHE_PATHS, ids=["eager", "graphs", "graphs-fixed-rows"])
+@pytest.mark.parametrize("method,options", [
+    ("kangaroo", dict(threshold=0.0, max_draft=1)),
+    ("kangaroo-tree", dict(top_k=3, node_budget=4, max_draft=1)),
+])
+def test_a_missing_adapter_cache_write_is_caught(tiny, monkeypatch, method, options, graphs):
+    """The control: verification skips the adapter's KV write for the last level of drafts (one level
     per round here, so every accepted draft is a last one). Greedy output is still exact (it costs
-    acceptance, not losslessness), but the cached drafts drift from a recompute."""
+    acceptance, not losslessness), but the cached drafts drift from a recompute: in the eager and the
+    captured steps, for the chain and the tree."""
     adapter = new_adapter(tiny, 3, "attention", seed=4)
-    monkeypatch.setattr(Adapter, "write_kv", lambda self, h, start: None)
+    drop_last_level_adapter_write(monkeypatch)
     ar = generate(tiny, "abcabc hello abcabc hello", method="ar", max_new_tokens=40)
-    res = generate(tiny, "abcabc hello abcabc hello", adapter=adapter, threshold=0.0, max_draft=1, max_new_tokens=40)
+    res = generate(tiny, "abcabc hello abcabc hello", adapter=adapter, method=method, max_new_tokens=40,
+                   cuda_graphs=graphs, **options)
     assert res.token_ids == ar.token_ids and sum(res.draft_accepted) > 0
-    errors = draft_cache_errors(tiny, adapter, monkeypatch, "kangaroo", threshold=0.0, max_draft=1)
+    errors = draft_cache_errors(tiny, adapter, monkeypatch, method, graphs, **options)
     assert max(errors) > 1e-3, errors  # 10x the tolerance of the test above (which sees ~1e-6)
 
 
@@ -467,3 +589,23 @@ def test_a_failing_compile_falls_back_to_plain_steps(tiny):
 def test_graphs_are_greedy_only(tiny):
     with pytest.raises(ValueError, match="greedy decoding only"):
         generate(tiny, "hi", adapter=new_adapter(tiny, 2), temperature=0.8, cuda_graphs=True)
+
+
+def test_captured_steps_do_not_keep_dropped_adapters_alive(tiny):
+    """The captured steps are kept with their adapter: a process that loads adapters one after another
+    keeps only the live ones (and their graphs), so its memory stays flat."""
+    import gc
+    import weakref
+
+    refs = []
+    for seed in range(4):
+        adapter = new_adapter(tiny, 2, seed=seed)
+        for method in ("kangaroo", "kangaroo-tree"):
+            generate(tiny, "hello", adapter=adapter, method=method, max_new_tokens=8, cuda_graphs=GraphOptions())
+        refs.append(weakref.ref(adapter))
+    kept = adapter
+    del adapter
+    gc.collect()
+    assert [r() is None for r in refs] == [True, True, True, False]  # the last one is still in use
+    res = generate(tiny, "hello", adapter=kept, max_new_tokens=8, cuda_graphs=GraphOptions())  # reused, still exact
+    assert res.token_ids == generate(tiny, "hello", method="ar", max_new_tokens=8).token_ids

@@ -192,3 +192,86 @@ def test_folder_with_incomplete_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 100}))
     with pytest.raises(ValueError, match=r"config\.json.*num_attention_heads|num_attention_heads.*config\.json"):
         load_model(str(tmp_path), device="cpu")
+
+
+# ------------------------------------------------------------------------------ sampling arguments everywhere
+@pytest.mark.parametrize("temperature,seed,message", [
+    (math.inf, 0, r"temperature must be >= 0 \(0 = greedy\) and finite, got inf"),  # was: uniform sampling
+    (-1.0, 0, r"temperature must be >= 0"),
+    (0.7, 2**70, r"seed must be an integer in \[0, 2\*\*64\), got 1180591620717411303424"),  # was: an overflow
+    (0.7, -1, r"seed must be an integer in \[0, 2\*\*64\)"),
+    (0.7, 1.5, r"seed must be an integer"),
+])
+def test_bad_sampling_arguments(tiny, temperature, seed, message):
+    from kangaroo_lab.decoding import check_sampling
+
+    with pytest.raises(ValueError, match=message):
+        generate(tiny, "hi", method="ar", temperature=temperature, seed=seed)
+    with pytest.raises(ValueError, match=message):
+        check_sampling(temperature, 1.0, seed)  # what the CLI's distill (and self_distill) call
+
+
+TINY = ["--model", "tiny-random"]
+
+
+def cli_error(capsys, argv) -> str:
+    """The CLI's one-line error (exit code 2, no traceback)."""
+    from kangaroo_lab.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kangaroo-lab: error: ") and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--prompts", "0"], "--prompts must be >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1, got 0"),
+    (["--temperature", "-1"], "temperature must be >= 0 (0 = greedy) and finite, got -1.0"),
+    (["--temperature", "nan"], "temperature must be >= 0 (0 = greedy) and finite, got nan"),  # was: greedy, header nan
+    (["--temperature", "inf"], "temperature must be >= 0 (0 = greedy) and finite, got inf"),
+])
+def test_distill_bad_arguments(capsys, tmp_path, args, message):
+    err = cli_error(capsys, ["distill", *TINY, "--out", str(tmp_path / "c.jsonl"), *args])
+    assert message in err
+    assert not (tmp_path / "c.jsonl").exists()  # refused before anything was written
+
+
+def test_train_eval_every_zero(capsys, tmp_path):
+    """Was a ZeroDivisionError after the model loaded and training began."""
+    (tmp_path / "c.jsonl").write_text("{}\n")
+    err = cli_error(capsys, ["train", *TINY, "--data", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "a"),
+                             "--eval-every", "0"])
+    assert "eval_every must be an integer >= 1" in err
+
+
+@pytest.mark.parametrize("command", [["bench", "--questions"], ["distill", "--out", "OUT", "--questions"],
+                                     ["train", "--out", "OUT", "--data"]])
+def test_a_file_that_is_not_utf8_is_named(capsys, tmp_path, command):
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes('{"question_id": 1, "category": "qa", "turns": ["caf\xe9"]}\n'.encode("latin-1"))
+    argv = [c.replace("OUT", str(tmp_path / "out")) for c in command]
+    err = cli_error(capsys, [argv[0], *TINY, *argv[1:], str(bad)])
+    assert f"{bad} is not UTF-8 text (byte 51" in err, err
+
+
+def test_resuming_distill_with_other_settings_is_refused(capsys, tmp_path):
+    """A corpus started with one max_new_tokens / temperature is not continued with another (its
+    answers would mix two configurations)."""
+    out = tmp_path / "c.jsonl"
+    out.write_text(json.dumps({"format": "kangaroo-lab-corpus/1", "model": "tiny-random", "max_new_tokens": 40,
+                               "temperature": 0.0, "top_p": 1.0}) + "\n")
+    err = cli_error(capsys, ["distill", *TINY, "--out", str(out), "--max-new-tokens", "64", "--temperature", "0.7"])
+    assert "was started with max_new_tokens=40, temperature=0.0; this run asks for max_new_tokens=64, " \
+           "temperature=0.7" in err
+    assert len(out.read_text().splitlines()) == 1  # nothing appended
+
+
+def test_load_adapter_at_an_impossible_exit_layer(tiny):
+    """Was: 'no shipped adapter ... start from new_adapter(model, exit_layer=30)', itself invalid."""
+    from kangaroo_lab import load_adapter
+
+    with pytest.raises(ValueError, match=r"exit layer 30 is out of range.*1 <= exit_layer <= 3") as e:
+        load_adapter(tiny, exit_layer=30)
+    assert "new_adapter(model, exit_layer=30)" not in str(e.value)
