@@ -366,7 +366,8 @@ def demo_prompts() -> list[dict]:
 
 def environment(model: Model) -> dict:
     device = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else str(model.device)
-    return {"device": device, "dtype": str(model.dtype).removeprefix("torch."), "torch": torch.__version__}
+    env = {"device": device, "dtype": str(model.dtype).removeprefix("torch."), "torch": torch.__version__}
+    return env | ({"threads": torch.get_num_threads()} if model.device.type == "cpu" else {})
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -377,7 +378,9 @@ def run_demo(args: argparse.Namespace) -> int:
     model = _load_model(args)
     choice = choose_adapter(model)
     if not args.json:
-        print("device: {device} | dtype: {dtype} | torch {torch}".format(**environment(model)))
+        env = environment(model)
+        threads = f" | {env['threads']} torch threads" if "threads" in env else ""
+        print("device: {device} | dtype: {dtype} | torch {torch}".format(**env) + threads)
         print(f"model: {model.name} | adapter: {choice.label} | max new tokens: {args.max_new_tokens}\n")
     prompts = demo_prompts()
     for method in methods:  # so that the first timing is not a cold start
@@ -447,6 +450,9 @@ def _print_demo(model: Model, choice: AdapterChoice, runs):
     if model.device.type == "cpu":
         print("On a CPU a step over many rows costs nearly as many times more (arithmetic, not memory, is the limit),\n"
               "so wide trees lose here; on a GPU they are nearly free (README, Results).")
+        print(f"Decoding used {torch.get_num_threads()} torch thread(s): one-token steps of a small model gain nothing\n"
+              "from more, and on a 2-core machine 2 threads ran slower than 1 (models.default_cpu_threads;\n"
+              "set KANGAROO_LAB_THREADS or OMP_NUM_THREADS to choose).")
     _print_sample(model, runs)
     print(f"\n{NEXT_STEPS}")
 

@@ -15,6 +15,7 @@ plots with `plots` or shows in a panel from `widgets`.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,14 +49,36 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
+REPO_DATA = Path(__file__).resolve().parent.parent / "figures" / "data"  # in a checkout of the repository
+
+
+def stored_data_dir(data_dir=None) -> Path:
+    """Where the stored results are: `data_dir` when that folder exists, else $KANGAROO_LAB_DATA, else
+    figures/data of the repository this package was imported from (so that a notebook run from
+    another working directory still finds the results that ship with the repository)."""
+    for candidate in (data_dir, os.environ.get("KANGAROO_LAB_DATA"), REPO_DATA):
+        if candidate is not None and Path(candidate).expanduser().is_dir():
+            return Path(candidate).expanduser()
+    return Path(data_dir if data_dir is not None else REPO_DATA)
+
+
 def read_stored(data_dir, name: str) -> pd.DataFrame | None:
     """A stored result file (`name` relative to `data_dir`, e.g. "bench/summary.csv") as a DataFrame,
-    or None after printing that it is missing and what produces it."""
-    path = Path(data_dir) / name
+    or None after printing that it is missing and what produces it.
+
+    When the folder `data_dir` itself does not exist (a notebook started outside the repository
+    computes its default from the working directory), the file is read from `stored_data_dir()`
+    instead, and the path it came from is printed."""
+    folder = stored_data_dir(data_dir)
+    path = folder / name
     if path.is_file():
+        if folder != Path(data_dir):
+            print(f"{data_dir} does not exist: reading {name} from {folder}")
         return pd.read_csv(path)
-    print(f"{path} is not there yet: it comes from {PRODUCERS.get(name, 'a GPU run')}. "
-          "Run that to produce it; the cells that need it say so and skip their figure.")
+    print(f"{path} is not there: it comes from {PRODUCERS.get(name, 'a GPU run')}. The repository ships it "
+          f"under figures/data/; point KANGAROO_LAB_DATA at that folder of a checkout (looked in: {data_dir}, "
+          f"$KANGAROO_LAB_DATA={os.environ.get('KANGAROO_LAB_DATA', '(unset)')}, {REPO_DATA}). "
+          "The cells that need it say so and skip their figure.")
     return None
 
 

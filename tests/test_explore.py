@@ -160,3 +160,22 @@ def test_read_stored(tmp_path, capsys):
     assert "kangaroo-lab bench" in capsys.readouterr().out
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     assert isinstance(explore.read_stored(tmp_path, "x.csv"), pd.DataFrame)
+
+
+def test_read_stored_outside_the_repository(tmp_path, monkeypatch, capsys):
+    """A notebook started elsewhere computes DATA_DIR from its working directory: a folder that does not
+    exist. The stored file is then found through $KANGAROO_LAB_DATA, else the package's own checkout."""
+    elsewhere = tmp_path / "not-a-checkout" / "figures" / "data"
+    monkeypatch.delenv("KANGAROO_LAB_DATA", raising=False)
+    assert explore.REPO_DATA.is_dir()  # the tests run from a checkout
+    summary = explore.read_stored(elsewhere, "bench/summary.csv")
+    assert summary is not None and str(explore.REPO_DATA) in capsys.readouterr().out
+    mine = tmp_path / "mine"
+    (mine / "bench").mkdir(parents=True)
+    (mine / "bench" / "summary.csv").write_text("a,b\n1,2\n")
+    monkeypatch.setenv("KANGAROO_LAB_DATA", str(mine))
+    assert list(explore.read_stored(elsewhere, "bench/summary.csv").columns) == ["a", "b"]
+    monkeypatch.setattr(explore, "REPO_DATA", tmp_path / "gone")
+    out = explore.read_stored(elsewhere, "bench/nothing.csv")
+    message = capsys.readouterr().out
+    assert out is None and "KANGAROO_LAB_DATA" in message and str(mine) in message
