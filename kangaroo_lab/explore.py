@@ -44,6 +44,13 @@ def token_text(model: Model, token_id: int) -> str:
     return text.replace("\n", "⏎").replace("\t", "⇥").translate(CONTROL_PICTURES) or "∅"
 
 
+def _progress(items, show: bool, what: str, unit: str, total: int | None = None):
+    """`items` wrapped in a progress bar that says what is being done (a silent one when not `show`)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=what, unit=unit, total=total, disable=not show)
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -122,7 +129,7 @@ def layer_predictions(model: Model, prompt, layers: Iterable[int] | None = None,
 
 @torch.inference_mode()
 def draft_agreement(model: Model, adapters: Mapping[str, Adapter], prompts: Sequence, max_new_tokens: int = 32,
-                    chat: bool = True) -> pd.DataFrame:
+                    chat: bool = True, progress: bool = False) -> pd.DataFrame:
     """How often each draft head's top-1 equals the full model's, on the model's own greedy answers.
 
     For every prompt the model answers greedily (`max_new_tokens`); at each answer position the
@@ -132,7 +139,7 @@ def draft_agreement(model: Model, adapters: Mapping[str, Adapter], prompts: Sequ
     accepted exactly then) and expected_accept (mean of sum_v min(p, q))."""
     e = model.engine
     rows = {name: {"positions": 0, "top1": 0.0, "expected_accept": 0.0} for name in adapters}
-    for prompt in prompts:
+    for prompt in _progress(prompts, progress, "answering and scoring each head", "prompt"):
         ids = model.encode(prompt, chat=chat)
         answer = generate(model, ids, method="ar", max_new_tokens=max_new_tokens).token_ids
         seq = torch.tensor([ids + answer], device=model.device)  # (1, T)
@@ -349,7 +356,7 @@ class SamplingCheck:
 
 def sampling_check(model: Model, adapter: Adapter, prompt, temperature: float = 0.7, top_p: float = 0.95,
                    n: int = 3000, position: int = 1, threshold: float = 0.0, max_draft: int = 3,
-                   top: int = 20, chat: bool = True) -> SamplingCheck:
+                   top: int = 20, chat: bool = True, progress: bool = False) -> SamplingCheck:
     """Sample `n` generations with Kangaroo (seeds 0..n-1) and compare the token at `position` with
     the exact distribution under the target (`exact_token_distribution`).
 
@@ -360,7 +367,8 @@ def sampling_check(model: Model, adapter: Adapter, prompt, temperature: float = 
     exact = exact_token_distribution(model, ids, position, temperature, top_p)
     no_eos = replace(model, eos_token_ids=frozenset())  # fixed length: the checked position always exists
     tokens = [generate(no_eos, ids, adapter=adapter, temperature=temperature, top_p=top_p, threshold=threshold,
-                       max_draft=max_draft, max_new_tokens=position + 1, seed=s).token_ids[position] for s in range(n)]
+                       max_draft=max_draft, max_new_tokens=position + 1, seed=s).token_ids[position]
+              for s in _progress(range(n), progress, f"sampling token {position + 1} with Kangaroo", "sample")]
     counts = torch.bincount(torch.tensor(tokens), minlength=exact.numel())
     stat, dof, p = chi_square(counts, exact)
     order = exact.argsort(descending=True)[:top].tolist()
@@ -373,22 +381,28 @@ def sampling_check(model: Model, adapter: Adapter, prompt, temperature: float = 
 
 def acceptance_vs_temperature(model: Model, adapter: Adapter, prompts: Sequence, temperatures=(0.0, 0.3, 0.7, 1.0),
                               threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
-                              max_new_tokens: int = 64, top_p: float = 1.0, seed: int = 0) -> pd.DataFrame:
+                              max_new_tokens: int = 64, top_p: float = 1.0, seed: int = 0,
+                              progress: bool = False) -> pd.DataFrame:
     """Kangaroo at each temperature (greedy at 0, speculative sampling above) over `prompts`.
 
     Columns: method, temperature, mean_accepted (tokens per verification round, bonus included),
     acceptance_rate (share of drafts accepted), drafts, rounds, tokens."""
     rows = []
+    bar = _progress(None, progress, "Kangaroo at each temperature", "generation", total=len(temperatures) * len(prompts))
     for t in temperatures:
-        results = [generate(model, p, adapter=adapter, temperature=t, top_p=top_p, threshold=threshold,
-                            max_draft=max_draft, max_new_tokens=max_new_tokens, seed=seed + i)
-                   for i, p in enumerate(prompts)]
+        bar.set_postfix_str(f"temperature {t}")
+        results = []
+        for i, p in enumerate(prompts):
+            results.append(generate(model, p, adapter=adapter, temperature=t, top_p=top_p, threshold=threshold,
+                                    max_draft=max_draft, max_new_tokens=max_new_tokens, seed=seed + i))
+            bar.update()
         lengths = [n for r in results for n in r.accept_lengths]
         accepted = [a for r in results for a in r.draft_accepted]
         rows.append({"method": "kangaroo", "temperature": t,
                      "mean_accepted": sum(lengths) / len(lengths) if lengths else math.nan,
                      "acceptance_rate": sum(accepted) / len(accepted) if accepted else math.nan,
                      "drafts": len(accepted), "rounds": len(lengths), "tokens": sum(len(r.token_ids) for r in results)})
+    bar.close()
     return pd.DataFrame(rows)
 
 

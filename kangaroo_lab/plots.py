@@ -18,6 +18,7 @@ methods appear in one order (`METHOD_ORDER`, the benchmark's).
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -295,9 +296,14 @@ def acceptance_by_position(trace: pd.DataFrame) -> Figure:
     overall, per_cat = position_acceptance(trace), position_acceptance(trace, by="category")
     fig, ax, bx = _two_panels()
     bars = ax.bar(overall["position"], overall["acceptance"], color=_color("kangaroo"), label="share of i-th drafts accepted")
-    _label_bars(ax, bars, "{:.2f}", 8)
     ax.plot(overall["position"], overall["conditional"], "o--", color="black", ms=4,
             label="accepted given drafts 1..i-1 accepted")
+    for bar, value, conditional in zip(bars, overall["acceptance"], overall["conditional"]):
+        # inside a tall bar (white), above a short one; never on the conditional line's marker just above it
+        inside = value > 0.12 or (pd.notna(conditional) and abs(conditional - value) < 0.06)
+        ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value if not inside else value / 2),
+                    xytext=(0, 0 if inside else 1.5), textcoords="offset points", ha="center",
+                    va="center" if inside else "bottom", fontsize=8, color="white" if inside and value > 0.04 else "black")
     ax.set(xlabel="draft position i in its round", ylabel="acceptance", ylim=(0, 1.05), title="all categories")
     for category in _category_order(per_cat["category"]):
         d = per_cat[per_cat["category"] == category]
@@ -609,9 +615,8 @@ def speedup_vs_exit_ratio(sweep: pd.DataFrame, n_layers: int = N_LAYERS) -> Figu
     fig, ax, bx = _two_panels()
     for a, column, ylabel in ((ax, "speedup_vs_ar", "speedup over ar"),
                               (bx, "mean_accepted", "mean accepted tokens per round")):
-        a.plot(ratio, rows[column], "-", color=_color("kangaroo"))
-        a.plot(ratio[shipped], rows.loc[shipped, column], "o", ms=7, color=_color("kangaroo"),
-               label="trained adapter (shipped)")
+        a.plot(ratio[shipped], rows.loc[shipped, column], "o-", ms=7, color=_color("kangaroo"),
+               label="trained adapter (shipped)")  # the line joins trained adapters only
         if (~shipped).any():
             a.plot(ratio[~shipped], rows.loc[~shipped, column], "o", ms=7, mfc="white", color=_color("kangaroo"),
                    label="untrained adapter")
@@ -813,7 +818,7 @@ def step_times(times: pd.DataFrame) -> Figure:
                 last = s.iloc[-1]
                 ax.annotate(f"{last['ratio']:.2f}×", (last["tokens"], last["ratio"]), xytext=(5, 0),
                             textcoords="offset points", va="center", fontsize=8, color=color)
-        ax.axhline(1, color="0.5", ls=":", lw=1)
+        ax.axhline(1, color="0.5", ls=":", lw=1, label="= full(1), one full step over one row")
         ax.set_xscale("log", base=2)
         ticks = sorted(d["tokens"].unique())
         ax.set_xticks(ticks, [str(int(t)) for t in ticks])
@@ -891,9 +896,30 @@ def _projection_costs(ax, overall: pd.DataFrame, methods: list[str]):
 # ------------------------------------------------------------------------------------ notebooks
 def _token_label(token: str) -> str:
     """A token's text for a tick or a node: visible whitespace, other control characters escaped (\\x17), at most
-    12 characters, "∅" when empty."""
+    12 characters, "∅" when empty. A character the figure's font has no glyph for (it would show as an empty
+    box) is escaped too: a control picture such as ␅ as the control character it stands for (\\x05), others as
+    \\uXXXX."""
     text = str(token).replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␣")
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)[:12] or "∅"
+    return "".join(c if c.isprintable() and _drawable(c) else _escape(c) for c in text)[:12] or "∅"
+
+
+def _escape(c: str) -> str:
+    if 0x2400 <= ord(c) < 0x2420:  # a control picture (token_text shows control characters so)
+        return f"\\x{ord(c) - 0x2400:02x}"
+    return ascii(c)[1:-1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _drawable(c: str) -> bool:
+    """Whether the default font has a glyph for `c` (matplotlib draws an empty box otherwise)."""
+    return ord(c) < 0x80 or ord(c) in _font_charmap()
+
+
+@functools.lru_cache(maxsize=1)
+def _font_charmap() -> frozenset:
+    from matplotlib import font_manager
+
+    return frozenset(font_manager.get_font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
 
 
 NODE_COLORS = {"adapter": "#c6dbef", "lookup": "#fdd0a2"}  # light Kangaroo blue, light prompt-lookup orange
@@ -1002,16 +1028,43 @@ def layer_predictions_heatmap(df: pd.DataFrame) -> Figure:
                    ["white dot: that layer's own top-1 token is the final model's top-1"])
 
 
-def cost_breakdown(df: pd.DataFrame) -> Figure:
-    """Time (ms) and parameters of each part of the model, as horizontal bars (columns part, ms, params)."""
+def _tied_head(df: pd.DataFrame) -> int | None:
+    """The row of the LM head when it holds (nearly) the embedding's own parameters (a tied head), else None."""
+    parts = df["part"].astype(str).reset_index(drop=True)
+    emb = [i for i, p in enumerate(parts) if p.startswith("embedding")]
+    head = [i for i, p in enumerate(parts) if "LM head" in p]
+    if not emb or not head:
+        return None
+    e, h = float(df["params"].iloc[emb[0]]), float(df["params"].iloc[head[0]])
+    return head[0] if e > 0 and 0 <= h - e < 0.001 * e else None
+
+
+def cost_breakdown(df: pd.DataFrame, tied_head: bool | None = None) -> Figure:
+    """Time (ms) and parameters of each part of the model, as horizontal bars (columns part, ms, params).
+
+    A tied LM head (the embedding's weights; detected when `tied_head` is None) is drawn hollow in the size
+    panel and not counted again: the note gives the total with each weight once."""
     fig, ax, bx = _two_panels(size=(WIDE, 1.6 + 0.45 * len(df)))
     y = np.arange(len(df))
+    tied = _tied_head(df) if tied_head is None or tied_head else None
+    notes = []
     for a, column, scale, unit in ((ax, "ms", 1, "ms per step"), (bx, "params", 1e6, "parameters (millions)")):
         values = df[column].astype(float) / scale
         bars = a.barh(y, values, color=_color("kangaroo"))
-        for bar, v in zip(bars, values):
-            a.annotate(f"{v:.2f}" if v < 100 else f"{v:.0f}", (v, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+        for i, (bar, v) in enumerate(zip(bars, values)):
+            text = f"{v:.2f}" if v < 100 else f"{v:.0f}"
+            if column == "params" and i == tied:
+                bar.set(facecolor="white", edgecolor=_color("kangaroo"), hatch="//")
+                text += "  the embedding's weights (tied), counted once"
+            a.annotate(text, (v, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
                        textcoords="offset points", va="center", fontsize=8)
+        if column == "params" and tied is not None:
+            total = float(df["params"].sum() - df["params"].iloc[tied] + (df["params"].iloc[tied]
+                          - df.loc[df["part"].astype(str).str.startswith("embedding"), "params"].iloc[0]))
+            adapters = df["part"].astype(str).str.contains("adapter")
+            model_total = total - float(df.loc[adapters, "params"].sum())
+            notes.append(f"the LM head is tied to the embedding: its weights are drawn hollow and counted once "
+                         f"(model {model_total / 1e6:.1f} M parameters, each weight once)")
         a.set_yticks(y, df["part"])
         a.invert_yaxis()
         a.set(xlabel=unit, xlim=(0, float(values.max()) * 1.2 if len(values) else 1))
@@ -1019,7 +1072,7 @@ def cost_breakdown(df: pd.DataFrame) -> Figure:
     bx.set_yticklabels([])
     ax.set_title("time")
     bx.set_title("size")
-    return _finish(fig, "Where a decoding step's time and parameters go", provenance(df))
+    return _finish(fig, "Where a decoding step's time and parameters go", provenance(df), notes)
 
 
 def distribution_check(df: pd.DataFrame, top: int = 15) -> Figure:
@@ -1033,8 +1086,10 @@ def distribution_check(df: pd.DataFrame, top: int = 15) -> Figure:
     ax.bar(x - 0.2, d["target_p"], 0.4, color="0.4", label="target distribution p")
     ax.bar(x + 0.2, p, 0.4, yerr=err, capsize=2, color=_color("kangaroo"),
            label=f"speculative sampling, empirical (n = {int(n.max()):,}; 95% binomial interval)")
-    ax.set_xticks(x, [_token_label(t) for t in d["token"]], rotation=45, ha="right")
-    ax.set(xlabel="token", ylabel="probability", ylim=(0, None))
+    ids = d["token_id"] if "token_id" in d else [None] * len(d)
+    ax.set_xticks(x, [_token_label(t) + ("" if i is None else f" #{int(i)}") for t, i in zip(d["token"], ids)],
+                  rotation=45, ha="right")
+    ax.set(xlabel="token (text, then #id)", ylabel="probability", ylim=(0, None))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return _finish(fig, "Lossless sampling: empirical token frequencies vs the target distribution", provenance(df))
@@ -1048,8 +1103,10 @@ def acceptance_vs_temperature(df: pd.DataFrame) -> Figure:
         g = g.sort_values("temperature")
         for a, column in ((ax, "mean_accepted"), (bx, "acceptance_rate")):
             a.plot(g["temperature"], g[column], "o-", color=_color(method), label=_method_label(method))
-    ax.set(xlabel="temperature (0 = greedy)", ylabel="mean accepted tokens per round", ylim=(0, None))
-    bx.set(xlabel="temperature (0 = greedy)", ylabel="share of drafts accepted", ylim=(0, 1.02))
+    top = float(df["mean_accepted"].max()) if len(df) else 1.0
+    ax.set(xlabel="temperature (0 = greedy)", ylabel="mean accepted tokens per round",
+           ylim=(0, max(1.0, top if np.isfinite(top) else 1.0) * 1.15))  # room above the highest marker
+    bx.set(xlabel="temperature (0 = greedy)", ylabel="share of drafts accepted", ylim=(0, 1.05))
     for a in (ax, bx):
         a.grid(alpha=0.3)
         a.legend(fontsize=8)

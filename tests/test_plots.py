@@ -410,7 +410,9 @@ def test_trace_figures():
 def test_sweep_figures():
     fig = plots.speedup_vs_exit_ratio(sweep_exit_frame(), n_layers=30)
     ax = fig.axes[0]
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), np.arange(1, 7) / 30)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), np.array([1, 2, 3, 4, 6]) / 30)  # trained adapters joined
+    joined = [line for line in ax.lines if line.get_linestyle() not in ("None", "", " ") and len(line.get_xdata()) > 1]
+    assert not any(np.isclose(line.get_xdata(), 5 / 30).any() for line in joined)  # untrained l=5: a lone marker
     assert "untrained adapter" in texts(fig) and "0.99x" in texts(fig)  # l=5 and the drift note
     close(fig)
     fig = plots.eta_gamma_heatmap(sweep_threshold_frame())
@@ -581,6 +583,34 @@ def test_notebook_figures():
     close(fig)
     fig = plots.acceptance_vs_temperature(temps.drop(columns="method").head(3))
     assert all(len(ax.lines) == 1 for ax in fig.axes)
+    close(fig)
+
+
+def test_notebook_figure_fixes():
+    """Issue 11: tokens without a glyph are escaped, the tied LM head is counted once, no point is clipped."""
+    assert plots._token_label("\u2405a") == "\\x05a"  # a control picture (no glyph in DejaVu Sans)
+    assert plots._token_label("\u4e2d") in ("\u4e2d", "\\u4e2d")  # drawn if the font has it, else escaped
+    assert all(plots._drawable(c) or c not in label
+               for label in (plots._token_label("\u2417\u240e\u00e9"),) for c in label)
+    dist = pd.DataFrame({"token": ["\u2405", "b"], "token_id": [5, 98], "target_p": [0.6, 0.4],
+                         "empirical_p": [0.6, 0.4], "n": 100})
+    fig = plots.distribution_check(dist)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["\\x05 #5", "b #98"]
+    close(fig)
+    parts = pd.DataFrame({"part": ["embedding", "shallow layers 1-2", "deep layers 3-30", "adapter (attention)",
+                                   "final norm + LM head"], "ms": [0.01, 1.8, 42.0, 0.5, 6.6],
+                          "params": [28311552, 7080192, 99122688, 1328256, 28312128]})
+    fig = plots.cost_breakdown(parts)
+    assert fig.axes[1].patches[4].get_facecolor()[:3] == (1.0, 1.0, 1.0)  # hollow: the embedding's weights
+    assert "134.5 M parameters, each weight once" in texts(fig) and "counted once" in texts(fig)
+    close(fig)
+    temps = pd.DataFrame({"temperature": [0, 0.5, 1.0], "mean_accepted": [1.44, 1.34, 1.33],
+                          "acceptance_rate": [0.32, 0.27, 0.28]})
+    fig = plots.acceptance_vs_temperature(temps)
+    assert fig.axes[0].get_ylim()[1] > 1.44 * 1.1  # the highest marker is not cut by the frame
+    close(fig)
+    fig = plots.step_times(step_times_frame())
+    assert "= full(1), one full step over one row" in texts(fig)  # the dotted line says what it is
     close(fig)
 
 
