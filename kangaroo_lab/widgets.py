@@ -66,6 +66,30 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _png_html(png: bytes, alt: str) -> str:
+    import base64
+
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
+
+
+STATIC_NOTE = ("<p style='font-size:11px;color:#666'>(a static copy of the panel as it was displayed: "
+               "open the notebook in Jupyter to move the controls)</p>")
+
+
+class _StaticCopy:
+    """Adds a text/html copy of the panel to its display data. A live frontend shows the widget; an exported
+    HTML page without saved widget state (nbconvert falls back to the next format) shows this copy."""
+
+    def static_html(self) -> str:
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, tuple):  # (data, metadata)
+            data = data[0]
+        return (data or {}) | {"text/html": self.static_html() + STATIC_NOTE}
+
+
 def _classes(parts: dict) -> None:
     """Stable CSS classes on a panel's parts, for the browser test; they change nothing on screen."""
     for widget, name in parts.items():
@@ -73,7 +97,7 @@ def _classes(parts: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ threshold
-class ThresholdPanel(w.VBox):
+class ThresholdPanel(_StaticCopy, w.VBox):
     """A slider for the confidence threshold η over a draft trace recorded at η = 0 (see `threshold_panel`)."""
 
     def __init__(self, trace_df, threshold: float = DEFAULTS.threshold):
@@ -99,6 +123,9 @@ class ThresholdPanel(w.VBox):
         self.image.value = figure_png(plots.eta_tradeoff(self.trace, threshold))
         return shares
 
+    def static_html(self) -> str:
+        return f"<div>{self.summary.value}</div>" + _png_html(self.image.value, "the η trade-off")
+
 
 def threshold_panel(trace_df, threshold: float = DEFAULTS.threshold) -> ThresholdPanel:
     """Move the threshold η and see the share of rejected drafts it cuts and of accepted drafts it loses.
@@ -123,7 +150,11 @@ def _exit_layers(model: Model, adapters: AdapterSource) -> list[int]:
     return shipped or list(range(1, model.config.n_layers))
 
 
-class StepPanel(w.VBox):
+STALE_NOTE = ("<b style='color:#b26a00'>settings changed: press <i>generate</i></b> to run with them "
+              "(the rounds below are from the previous settings)")
+
+
+class StepPanel(_StaticCopy, w.VBox):
     """Controls for one generation and a "next round" button that reveals it round by round (see `step_panel`)."""
 
     def __init__(self, model: Model, adapters: AdapterSource, prompts: Sequence[str], max_new_tokens: int = 48):
@@ -145,20 +176,24 @@ class StepPanel(w.VBox):
         self.next_button = w.Button(description="next round", disabled=True)
         self.all_button = w.Button(description="all rounds", disabled=True)
         self.status = w.HTML()
+        self.stale = w.HTML()  # "settings changed: press generate", when the controls no longer match the run
         self.rounds_html = w.HTML()
         self.summary = w.HTML()
         self.generate_button.on_click(lambda _: self.generate())
         self.next_button.on_click(lambda _: self.next_round())
         self.all_button.on_click(lambda _: self.show_all())
         self.run: explore.StepThrough | None = None
+        self._ran_with: tuple | None = None
         self.shown = 0
         controls = w.VBox([w.HBox([self.exit_layer, self.threshold, self.gamma]), self.max_new_tokens, self.prompt,
                            self.free_text, w.HBox([self.generate_button, self.next_button, self.all_button])])
-        super().__init__([controls, self.status, self.rounds_html, self.summary])
+        super().__init__([controls, self.stale, self.status, self.rounds_html, self.summary])
+        for control in (self.exit_layer, self.threshold, self.gamma, self.max_new_tokens, self.prompt, self.free_text):
+            control.observe(lambda _: self._mark_stale(), names="value")
         _classes({self: "kangaroo-step-panel", self.exit_layer: "kangaroo-exit-layer", self.threshold: "kangaroo-eta",
                   self.gamma: "kangaroo-gamma", self.generate_button: "kangaroo-generate",
                   self.next_button: "kangaroo-next", self.all_button: "kangaroo-all", self.status: "kangaroo-status",
-                  self.rounds_html: "kangaroo-rounds", self.summary: "kangaroo-summary"})
+                  self.rounds_html: "kangaroo-rounds", self.summary: "kangaroo-summary", self.stale: "kangaroo-stale"})
 
     def adapter(self, exit_layer: int) -> Adapter:
         if isinstance(self.adapters, Mapping):
@@ -171,6 +206,15 @@ class StepPanel(w.VBox):
     def current_prompt(self) -> str:
         return self.free_text.value.strip() or self.prompt.value
 
+    def settings(self) -> tuple:
+        """What `generate` would run now: exit layer, η, γ, max new tokens, prompt."""
+        return (self.exit_layer.value, self.threshold.value, self.gamma.value, self.max_new_tokens.value,
+                self.current_prompt())
+
+    def _mark_stale(self):
+        stale = self.run is not None and self.settings() != self._ran_with
+        self.stale.value = STALE_NOTE if stale else ""
+
     def generate(self) -> explore.StepThrough:
         """Run Kangaroo and AR with the current settings; show no round yet."""
         self.status.value = "<i>generating (Kangaroo and, for comparison, autoregressive decoding)...</i>"
@@ -179,6 +223,8 @@ class StepPanel(w.VBox):
                                         threshold=self.threshold.value, max_draft=self.gamma.value,
                                         max_new_tokens=self.max_new_tokens.value)
         self.shown = 0
+        self._ran_with = self.settings()
+        self.stale.value = ""
         self.status.value = (f"exit layer {l}, η = {self.threshold.value:.2f}, γ = {self.gamma.value}: "
                              f"{len(self.run.rounds)} rounds. The prefill produced the first token "
                              f"<code>{html.escape(self.run.first_token)}</code>. Press <b>next round</b>.")
@@ -206,6 +252,13 @@ class StepPanel(w.VBox):
         self.next_button.disabled = self.all_button.disabled = done
         self.summary.value = summary_html(self.model, run) if done else ""
 
+    def static_html(self) -> str:
+        settings = (f"<p>exit layer {self.exit_layer.value}, η = {self.threshold.value:.2f}, γ = {self.gamma.value}, "
+                    f"max new tokens {self.max_new_tokens.value}; prompt: <i>{html.escape(self.current_prompt())}</i></p>")
+        shown = (f"<p>{self.shown} of {len(self.run.rounds)} rounds shown</p>" if self.run is not None
+                 else "<p>no generation yet</p>")
+        return settings + self.stale.value + self.status.value + shown + self.rounds_html.value + self.summary.value
+
 
 def round_html(r: explore.RoundStep, threshold: float) -> str:
     """One round: each draft with its confidence, accepted or rejected; the target's token; the text so far."""
@@ -230,7 +283,8 @@ def summary_html(model: Model, run: explore.StepThrough) -> str:
     """Losslessness against AR, mean accepted tokens, CTAR(w), and the coloured output."""
     same = ("<b style='color:#2e7d32'>identical to greedy autoregressive decoding</b>" if run.identical else
             "<b style='color:#c62828'>differs from greedy autoregressive decoding</b>")
-    ctar = ", ".join(f"CTAR({k}) = {v:.2f}" for k, v in run.ctar.items())
+    # a round emits at most γ + 1 tokens, so CTAR(w) for w > γ is 0 by construction: not listed
+    ctar = ", ".join(f"CTAR({k}) = {v:.2f}" for k, v in run.ctar.items() if k <= run.max_draft)
     return (f"<p>{len(run.kangaroo.token_ids)} tokens in {len(run.rounds)} rounds: "
             f"{run.kangaroo.mean_accepted:.2f} tokens per round; output {same}.<br>{ctar}</p>"
             + token_stream_html(model, run.kangaroo))

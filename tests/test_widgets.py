@@ -96,3 +96,40 @@ def test_step_panel_needs_adapters_and_prompts(tiny, adapters):
         widgets.step_panel(tiny, None, ["abc"])
     with pytest.raises(ValueError, match="at least one prompt"):
         widgets.step_panel(tiny, adapters, [])
+
+
+def test_step_panel_says_when_settings_changed(tiny, adapters):
+    panel = widgets.step_panel(tiny, adapters, ["hello there", "abc"], max_new_tokens=12)
+    assert panel.stale.value == "" and "kangaroo-stale" in panel.stale._dom_classes
+    panel.threshold.value = 0.3  # before any generation: nothing to be stale
+    assert panel.stale.value == ""
+    panel.generate()
+    panel.gamma.value = 3
+    assert "settings changed" in panel.stale.value and "generate" in panel.stale.value
+    panel.gamma.value = panel._ran_with[2]  # back to what ran: the note goes
+    assert panel.stale.value == ""
+    panel.free_text.value = "my own prompt"
+    assert "settings changed" in panel.stale.value
+    panel.generate()
+    assert panel.stale.value == ""
+
+
+def test_ctar_listed_up_to_gamma(tiny, adapters):
+    panel = widgets.step_panel(tiny, adapters, ["hello there"], max_new_tokens=16)
+    panel.gamma.value = 3
+    panel.generate()
+    panel.show_all()
+    listed = [int(k) for k in re.findall(r"CTAR\((\d+)\)", panel.summary.value)]
+    assert listed == [1, 2, 3]
+
+
+def test_panels_carry_a_static_copy_for_exported_html(tiny, adapters, trace):
+    threshold = widgets.threshold_panel(trace, threshold=0.6)
+    data = threshold._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "η = 0.60" in data["text/html"] and "data:image/png;base64," in data["text/html"]
+    panel = widgets.step_panel(tiny, adapters, ["hello there"], max_new_tokens=12)
+    panel.generate()
+    panel.next_round()
+    page = panel._repr_mimebundle_()["text/html"]
+    assert "1 of" in page and "kangaroo-round" in page and "static copy" in page
