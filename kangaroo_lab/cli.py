@@ -450,9 +450,9 @@ def _print_demo(model: Model, choice: AdapterChoice, runs):
     if model.device.type == "cpu":
         print("On a CPU a step over many rows costs nearly as many times more (arithmetic, not memory, is the limit),\n"
               "so wide trees lose here; on a GPU they are nearly free (README, Results).")
-        print(f"Decoding used {torch.get_num_threads()} torch thread(s): one-token steps of a small model gain nothing\n"
-              "from more, and on a 2-core machine 2 threads ran slower than 1 (models.default_cpu_threads;\n"
-              "set KANGAROO_LAB_THREADS or OMP_NUM_THREADS to choose).")
+        print(f"Decoding used {torch.get_num_threads()} torch thread(s), half the cores: on a 2-core machine 2 threads\n"
+              "ran faster when it was idle but many times slower next to any other busy process\n"
+              "(models.default_cpu_threads; set KANGAROO_LAB_THREADS or OMP_NUM_THREADS to choose).")
     _print_sample(model, runs)
     print(f"\n{NEXT_STEPS}")
 

@@ -59,10 +59,12 @@ def default_cpu_threads() -> int:
     """torch threads for decoding on a CPU: $KANGAROO_LAB_THREADS if set, else half the cores this
     process may use, at least 1 and at most 4.
 
-    One-token decoding steps of a small model are too short to split across threads: on a 2-core
-    machine SmolLM2's `ar` ran 15-17 tokens/s with 1 thread and 1-4 tokens/s with 2 while another
-    process used one core (17.6 against 12.0 with the machine otherwise idle). Only 2-core machines
-    were measured; the cap for bigger ones is a cautious guess."""
+    Measured on a 2-core machine (SmolLM2, `ar`, fp32, 2 prompts x 64 tokens): with the machine idle
+    2 threads ran 30 tokens/s against 19 for 1; with one other busy process (a test run, a busy loop)
+    1 thread still ran 15-18 tokens/s while 2 threads fell to 0.7-3.5 (each thread waits for the one
+    that shares its core with the other process). Half the cores gives up the idle gain to avoid that
+    collapse, which a notebook next to any other work would hit. Bigger machines were not measured; the
+    cap of 4 is a cautious guess for one-token steps of small models."""
     if os.environ.get("KANGAROO_LAB_THREADS"):
         return max(1, int(os.environ["KANGAROO_LAB_THREADS"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
