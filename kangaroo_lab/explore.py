@@ -57,6 +57,7 @@ def _sync(device: torch.device):
 
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "figures" / "data"  # in a checkout of the repository
+_REDIRECTED: set[tuple[str, str]] = set()
 
 
 def stored_data_dir(data_dir=None) -> Path:
@@ -79,8 +80,9 @@ def read_stored(data_dir, name: str) -> pd.DataFrame | None:
     folder = stored_data_dir(data_dir)
     path = folder / name
     if path.is_file():
-        if folder != Path(data_dir):
-            print(f"{data_dir} does not exist: reading {name} from {folder}")
+        if folder != Path(data_dir) and (str(data_dir), str(folder)) not in _REDIRECTED:  # said once per folder
+            _REDIRECTED.add((str(data_dir), str(folder)))
+            print(f"{data_dir} does not exist: reading the stored results from {folder}")
         return pd.read_csv(path)
     print(f"{path} is not there: it comes from {PRODUCERS.get(name, 'a GPU run')}. The repository ships it "
           f"under figures/data/; point KANGAROO_LAB_DATA at that folder of a checkout (looked in: {data_dir}, "

@@ -167,9 +167,12 @@ def test_read_stored_outside_the_repository(tmp_path, monkeypatch, capsys):
     exist. The stored file is then found through $KANGAROO_LAB_DATA, else the package's own checkout."""
     elsewhere = tmp_path / "not-a-checkout" / "figures" / "data"
     monkeypatch.delenv("KANGAROO_LAB_DATA", raising=False)
+    monkeypatch.setattr(explore, "_REDIRECTED", set())
     assert explore.REPO_DATA.is_dir()  # the tests run from a checkout
     summary = explore.read_stored(elsewhere, "bench/summary.csv")
     assert summary is not None and str(explore.REPO_DATA) in capsys.readouterr().out
+    assert explore.read_stored(elsewhere, "bench/step_times.csv") is not None
+    assert capsys.readouterr().out == ""  # the redirection is said once per folder
     mine = tmp_path / "mine"
     (mine / "bench").mkdir(parents=True)
     (mine / "bench" / "summary.csv").write_text("a,b\n1,2\n")
