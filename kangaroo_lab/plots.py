@@ -807,17 +807,20 @@ def step_times(times: pd.DataFrame) -> Figure:
     shapes = list(dict.fromkeys(table["shape"]))
     fig, axes = _new_figure(len(shapes), size=(6.2 * len(shapes) + 0.8, 5.0), sharey=True)
     steps = [s for s in STEP_STYLES if s in set(table["step"])] + sorted(set(table["step"]) - set(STEP_STYLES))
+    top = max(1.2, float(table["ratio"].max()) * 1.12)
     for ax, shape in zip(axes[0], shapes):
         d = table[table["shape"] == shape]
         full_ms = float(d["full_ms"].iloc[0])
+        ends = []  # (ratio, tokens, color) at each line's end, labelled after the lines
         for step in steps:
             s = d[d["step"] == step].sort_values("tokens")
             label, color, marker = STEP_STYLES.get(step, (step, "0.5", "x"))
             ax.plot(s["tokens"], s["ratio"], marker=marker, ms=4, color=color, label=label)
             if len(s):
-                last = s.iloc[-1]
-                ax.annotate(f"{last['ratio']:.2f}×", (last["tokens"], last["ratio"]), xytext=(5, 0),
-                            textcoords="offset points", va="center", fontsize=8, color=color)
+                ends.append((float(s["ratio"].iloc[-1]), float(s["tokens"].iloc[-1]), color))
+        for (ratio, tokens, color), y in zip(sorted(ends), _spread([r for r, _, _ in sorted(ends)], 0.055 * top)):
+            ax.annotate(f"{ratio:.2f}×", (tokens, ratio), xytext=(tokens * 1.1, y), textcoords="data",
+                        va="center", fontsize=8, color=color)  # labels near each other (near 0) are pushed apart
         ax.axhline(1, color="0.5", ls=":", lw=1, label="= full(1), one full step over one row")
         ax.set_xscale("log", base=2)
         ticks = sorted(d["tokens"].unique())
@@ -829,15 +832,23 @@ def step_times(times: pd.DataFrame) -> Figure:
         ms_axis = ax.secondary_yaxis("right", functions=(lambda r, f=full_ms: r * f, lambda m, f=full_ms: m / f))
         ms_axis.set_ylabel("ms", color="0.35")
     axes[0, 0].set_ylabel("time ÷ the full step over one row, full(1)")
-    axes[0, 0].set_ylim(0, max(1.2, float(table["ratio"].max()) * 1.12))
-    axes[0, 0].legend(loc="center left", fontsize=8.5, title="step over R rows (l: the exit layer)",
-                      title_fontsize=8.5)  # the middle of the panel is empty: full and verify ~1, draft and shallow ~0
+    axes[0, 0].set_ylim(0, top)
+    axes[0, 0].legend(loc="lower left", bbox_to_anchor=(0.0, 0.2), fontsize=8, title="step over R rows (l: the exit layer)",
+                      title_fontsize=8)  # the middle of the panel is empty: full and verify ~1, draft and shallow ~0
     widest = int(table["tokens"].max())
     growth = table[(table["step"] == "full")].groupby("shape")["ratio"].max()
     notes = [f"{shape}: full({widest}) costs {g:.2f}× full(1)" for shape, g in growth.items()]
     notes.append("a round that verifies R candidate tokens pays verify(R), not R steps: widening a tree is nearly free")
     return _finish(fig, "Width is almost free: a step over many rows costs little more than over one",
                    provenance(times), notes)
+
+
+def _spread(values: list[float], gap: float) -> list[float]:
+    """Sorted label heights, each pushed up to at least `gap` above the one below it."""
+    out: list[float] = []
+    for v in values:
+        out.append(max(v, out[-1] + gap) if out else v)
+    return out
 
 
 # ------------------------------------------------------------------------------------ projection

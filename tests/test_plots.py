@@ -611,7 +611,12 @@ def test_notebook_figure_fixes():
     close(fig)
     fig = plots.step_times(step_times_frame())
     assert "= full(1), one full step over one row" in texts(fig)  # the dotted line says what it is
+    top = fig.axes[0].get_ylim()[1]
+    for ax in fig.axes[:2]:
+        heights = sorted(t.xyann[1] for t in ax.texts if t.get_text().endswith("×"))
+        assert len(heights) == 4 and min(np.diff(heights)) >= 0.05 * top - 1e-9  # end labels never overlap
     close(fig)
+    assert plots._spread([0.07, 0.08, 1.0], 0.05) == pytest.approx([0.07, 0.12, 1.0])
 
 
 # ------------------------------------------------------------------------------------ build + CLI
