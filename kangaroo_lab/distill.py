@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -383,7 +384,7 @@ def _read_npz(path: Path) -> tuple[dict, list[Example]]:
             header = json.loads(str(z["header"]))
             tokens, plens, rlens = z["tokens"].tolist(), z["prompt_lens"].tolist(), z["response_lens"].tolist()
             ids, cats = z["ids"].tolist(), z["categories"].tolist()
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable corpus archive ({e}); save one with save_corpus_npz") from None
     if header.get("format") != CORPUS_FORMAT or sum(plens) + sum(rlens) != len(tokens):
         raise ValueError(f"{path} is not a consistent Kangaroo Lab corpus archive; save it again with save_corpus_npz")

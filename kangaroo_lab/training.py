@@ -41,6 +41,7 @@ import platform
 import random
 import time
 import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -309,6 +310,7 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
     adapter = acc.unwrap_model(ddp_adapter, keep_fp32_wrapper=False).to(model.dtype).eval().requires_grad_(False)
     if acc.is_main_process:
         report = _report(model, adapter, train, held, config, history, minutes, tokens_seen, acc.num_processes)
+        report["corpus"] = {"file": Path(corpus).name, "categories": dict(sorted(Counter(e.category for e in fits).items()))}
         adapter.save(out, training=report)
         _write_curves(out / "curves.csv", history)
         (out / "report.json").write_text(json.dumps(report, indent=1))
