@@ -251,7 +251,9 @@ def adapter_ablation(ablation: pd.DataFrame) -> Figure:
     return _finish(fig, "Adapter ablation: architecture, exit layer and training budget (held-out prompts)",
                    provenance(ablation), [("highlighted: the default adapter (shipped, exit layer "
                                           f"{DEFAULT_EXIT_LAYER}, attention); accept@i = share of i-th drafts "
-                                          "accepted with η = 0")])
+                                          "accepted with η = 0")]
+                   + ([("each run is scored on held-out answers of its own training prompts; on the same "
+                        "answers: figures/data/real_mix/heldout_eval.csv")] if "data" in ablation else []))
 
 
 # ------------------------------------------------------------------------------------ draft traces
