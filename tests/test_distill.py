@@ -154,3 +154,17 @@ def test_drafts_see_the_teacher_forced_inputs_on_every_path_that_can_be_accepted
             checked += 1
         at += r.accepted + 1
     assert checked > len(res.trace)  # some rounds accepted drafts
+
+
+def test_scoring_several_adapters_at_once_equals_scoring_each(tiny):
+    """evaluate_many shares the target's forward pass; the numbers are those of one evaluate per adapter."""
+    from kangaroo_lab.training import evaluate, evaluate_many
+
+    examples = [Example(f"e{i}#1", "qa" if i % 2 else "rag", tuple(p[:8]), tuple(p[8:]))
+                for i, p in enumerate(_prompts(tiny, 6, low=20))]
+    adapters = {"l2": new_adapter(tiny, 2, seed=1), "l1": new_adapter(tiny, 1, seed=2)}
+    together = evaluate_many(tiny, adapters, examples, 4, 64, by_category=True)
+    for name, a in adapters.items():
+        alone = evaluate(tiny, a, examples, a.exit_layer, 4, 64, by_category=True)
+        assert together[name] == pytest.approx(alone)
+        assert set(alone["top1_by_category"]) == {"qa", "rag"}
