@@ -170,3 +170,15 @@ def test_scoring_several_adapters_at_once_equals_scoring_each(tiny):
         assert together[name].pop("top1_by_category") == pytest.approx(by_category)
         assert together[name] == pytest.approx(alone)
         assert set(by_category) == {"qa", "rag"}
+
+
+def test_a_corpus_cut_mid_line_resumes(tiny, tmp_path, capsys):
+    """kill -9 while an answer is being written leaves half a line: the resume drops it and answers again."""
+    questions = [Question(f"q{i}", "qa", (f"Question number {i}?",)) for i in range(4)]
+    full = self_distill(tiny, questions, tmp_path / "full.jsonl", max_new_tokens=8, progress=False)
+    cut = tmp_path / "cut.jsonl"
+    text = full.read_text()
+    cut.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 15])  # the last answer half-written
+    self_distill(tiny, questions, cut, max_new_tokens=8, progress=False)
+    assert "dropped a half-written last line" in capsys.readouterr().err
+    assert read_corpus_file(cut)[1] == read_corpus_file(full)[1]
