@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/kangaroo-lab demo
 
-# unit tests, then every notebook top to bottom in smoke mode (tiny settings, CPU, a few minutes in all)
+# lint and format check, unit tests, then every notebook top to bottom in smoke mode (tiny settings, CPU)
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 	KANGAROO_LAB_SMOKE=1 $(PY) -m pytest -q --nbmake notebooks
 

@@ -520,8 +520,9 @@ def add_distill_parser(subparsers):
 
     p = subparsers.add_parser(
         "distill", help="let the model answer our training prompts: the adapter's training data",
-        description="Self-distillation: the target model answers prompts (our own corpus by default, or "
-                    "--questions FILE) with its chat template; token ids go to a JSONL corpus. Resumable.",
+        description="Self-distillation: the target model answers prompts (our template prompts by default, "
+                    "or --questions FILE, e.g. the real mix of `kangaroo-lab corpus`) with its chat template; "
+                    "token ids go to a JSONL corpus. Batched on our engine (static cache, CUDA graphs). Resumable.",
     )
     _add_model_args(p)
     p.add_argument("--out", metavar="FILE", required=True, help="the corpus (JSONL) to write or resume")
@@ -531,6 +532,8 @@ def add_distill_parser(subparsers):
     p.add_argument("--max-new-tokens", metavar="N", type=int, default=DEFAULTS.max_new_tokens, help="(default: %(default)s)")
     p.add_argument("--batch-size", metavar="N", type=int, default=64, help="(default: %(default)s)")
     p.add_argument("--temperature", metavar="T", type=float, default=0.0, help="0 = greedy answers (default)")
+    p.add_argument("--engine", choices=("ours", "transformers"), default="ours",
+                   help="our batched engine (default) or transformers' generate (slower; for comparison)")
     p.set_defaults(run=run_distill)
 
 
@@ -547,7 +550,7 @@ def run_distill(args: argparse.Namespace) -> int:
     questions = load_questions(text_file(args.questions)) if args.questions else training_prompts(args.prompts)
     model = _load_model(args)
     path = self_distill(model, questions, args.out, max_new_tokens=args.max_new_tokens,
-                        batch_size=args.batch_size, temperature=args.temperature)
+                        batch_size=args.batch_size, temperature=args.temperature, engine=args.engine)
     print(json.dumps({"corpus": str(path)}) if args.json else f"corpus written to {path}")
     return 0
 
@@ -590,17 +593,20 @@ def add_train_parser(subparsers):
     p.add_argument("--out", metavar="DIR", required=True, help="where the adapter, its report and curves go")
     p.add_argument("--exit-layer", metavar="L", type=int, default=d.exit_layer, help="(default: %(default)s)")
     p.add_argument("--variant", choices=VARIANTS, default=d.variant, help="(default: %(default)s)")
-    for name in ("steps", "batch_size", "max_len", "lr", "warmup", "eval_every", "seed"):
+    for name in TRAIN_OPTIONS:
         value = getattr(d, name)
         p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help="(default: %(default)s)")
     p.set_defaults(run=run_train)
 
 
+TRAIN_OPTIONS = ("steps", "batch_size", "max_len", "lr", "warmup", "eval_every", "seed", "unroll", "unroll_decay")
+"""TrainConfig fields the CLI exposes (unroll: multi-step training, see training.py)."""
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train_adapter
 
-    config = TrainConfig(**{k: getattr(args, k) for k in ("exit_layer", "variant", "steps", "batch_size",
-                                                           "max_len", "lr", "warmup", "eval_every", "seed")})
+    config = TrainConfig(exit_layer=args.exit_layer, variant=args.variant, **{k: getattr(args, k) for k in TRAIN_OPTIONS})
     model = _load_model(args)
     adapter = train_adapter(model, text_file(args.data), args.out, config)
     report = adapter.meta.training

@@ -14,7 +14,7 @@ turn them into `Question`s, without copying a word of them into the repository:
   duplicates (same normalised text) and repeats of one passage, drops anything that shares
   a run of 8 words with the mini-bench or with a question file you name (`exclude`), and
   fills per-category quotas, drawing evenly from each category's sources with a seed. It
-  writes a question file in Spec-Bench's format (`data.load_questions` reads it) and, next
+  writes a question file in Spec-Bench's format (`questions.load_questions` reads it) and, next
   to it, a JSON manifest of the run: sources, files, hashes, counts, what was dropped and why.
 
 Evaluation sets are refused by path (`EXCLUDED_PATHS`): a source that names one cannot be

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,40 +235,15 @@ def self_distill(model, questions: list[Question], path: str | Path, max_new_tok
     n_turns = max(len(q.turns) for q in questions)
     bar = tqdm(total=sum(len(q.turns) for q in questions) - len(done), desc=f"self-distillation ({engine})",
                unit="answer", disable=not progress)
-    decoder = answer = None
+    answerer = _Answerer(model, engine, batch_size, max_new_tokens, temperature, top_p)
     answers_made, tokens_made, t0 = 0, 0, time.perf_counter()
     with path.open("a", encoding="utf-8") as out:
         for turn in range(n_turns):
-            todo = []
-            for q in questions:
-                if len(q.turns) > turn and f"{q.question_id}#{turn + 1}" not in done:
-                    if turn and f"{q.question_id}#{turn}" not in done:  # its first turn was skipped
-                        bar.total -= 1
-                        continue
-                    ids = model.encode(_conversation(model, q, turn, done))
-                    if len(ids) <= max_prompt_tokens:
-                        todo.append((q, ids))
-                    else:
-                        bar.total -= 1
-            if not todo:
-                continue
-            todo.sort(key=lambda item: len(item[1]))  # similar lengths together: less padding
-            if answer is None:
-                if engine == "ours":
-                    decoder = BatchDecoder(model, min(batch_size, len(todo)), max_new_tokens,
-                                           max(len(ids) for _, ids in todo), temperature, top_p)
-                    answer = decoder.answer
-                else:
-                    hf = model.to_hf()
-                    answer = lambda prompts, seed: _answer_batch_hf(hf, model, prompts, max_new_tokens,  # noqa: E731
-                                                                     temperature, top_p, seed)
-            elif decoder is not None and max(len(ids) for _, ids in todo) > decoder.max_width - max_new_tokens:
-                decoder = BatchDecoder(model, decoder.B, max_new_tokens, max(len(ids) for _, ids in todo),
-                                       temperature, top_p)  # a later turn's prompts are longer
-                answer = decoder.answer
+            todo, skipped = _turn_prompts(model, questions, turn, done, max_prompt_tokens)
+            bar.total -= skipped
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start:start + batch_size]
-                replies = answer([ids for _, ids in chunk], seed + start + turn * len(todo))
+                replies = answerer([ids for _, ids in chunk], seed + start + turn * len(todo))
                 for (q, ids), reply in zip(chunk, replies):
                     example = Example(f"{q.question_id}#{turn + 1}", q.category, tuple(ids), tuple(reply))
                     done[example.example_id] = example
@@ -285,6 +262,45 @@ def self_distill(model, questions: list[Question], path: str | Path, max_new_tok
     with path.with_name(path.name + ".stats.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(stats) + "\n")
     return path
+
+
+def _turn_prompts(model, questions: list[Question], turn: int, done: dict, max_prompt_tokens: int):
+    """(question, prompt ids) of turn `turn` still to answer, shortest first (less padding), and how
+    many were skipped: too long, or their previous turn has no answer."""
+    todo, skipped = [], 0
+    for q in questions:
+        if len(q.turns) <= turn or f"{q.question_id}#{turn + 1}" in done:
+            continue
+        if turn and f"{q.question_id}#{turn}" not in done:  # its previous turn was skipped
+            skipped += 1
+            continue
+        ids = model.encode(_conversation(model, q, turn, done))
+        if len(ids) <= max_prompt_tokens:
+            todo.append((q, ids))
+        else:
+            skipped += 1
+    return sorted(todo, key=lambda item: len(item[1])), skipped
+
+
+class _Answerer:
+    """prompts, seed -> answers, on our engine (a `BatchDecoder`, rebuilt when longer prompts come)
+    or through transformers' `generate`."""
+
+    def __init__(self, model, engine, batch_size, max_new_tokens, temperature, top_p):
+        self.model, self.engine, self.B, self.max_new = model, engine, batch_size, max_new_tokens
+        self.sampling = (temperature, top_p)
+        self.decoder, self.hf = None, None
+
+    def __call__(self, prompts: list[list[int]], seed: int) -> list[list[int]]:
+        if self.engine == "transformers":
+            self.hf = self.hf or self.model.to_hf()
+            return _answer_batch_hf(self.hf, self.model, prompts, self.max_new, *self.sampling, seed)
+        longest, d = max(len(p) for p in prompts), self.decoder
+        if d is None or longest + self.max_new > d.max_width or len(prompts) > d.B:  # (re)build to fit
+            rows = min(self.B, max(len(prompts), d.B if d else 0))  # no bigger than needed (CPU: every row costs)
+            width = max(longest, d.max_width - self.max_new if d else 0)
+            self.decoder = BatchDecoder(self.model, rows, self.max_new, width, *self.sampling)
+        return self.decoder.answer(prompts, seed)
 
 
 def _conversation(model, q: Question, turn: int, done: dict) -> list[dict]:
@@ -327,6 +343,10 @@ def _resume_corpus(path: Path, header: dict) -> list[Example]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(header) + "\n", encoding="utf-8")
         return []
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):  # killed while writing an answer: drop the half-written line
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+        print(f"{path}: dropped a half-written last line (an interrupted run); resuming", file=sys.stderr)
     old, examples = read_corpus_file(path)
     changed = {k: (old.get(k), header[k]) for k in RESUME_KEYS if k in old and old.get(k) != header[k]}
     if changed:
@@ -383,7 +403,7 @@ def _read_npz(path: Path) -> tuple[dict, list[Example]]:
             header = json.loads(str(z["header"]))
             tokens, plens, rlens = z["tokens"].tolist(), z["prompt_lens"].tolist(), z["response_lens"].tolist()
             ids, cats = z["ids"].tolist(), z["categories"].tolist()
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable corpus archive ({e}); save one with save_corpus_npz") from None
     if header.get("format") != CORPUS_FORMAT or sum(plens) + sum(rlens) != len(tokens):
         raise ValueError(f"{path} is not a consistent Kangaroo Lab corpus archive; save it again with save_corpus_npz")

@@ -161,12 +161,17 @@ def save_figure(fig: Figure, out_dir, stem: str) -> list[Path]:
 # ------------------------------------------------------------------------------------ training
 def _run_label(run: dict) -> str:
     steps = int(run["steps_total"])
-    return f"l={int(run['exit_layer'])} {run['variant']}, {steps} steps, lr {run['lr_max']:g}"
+    label = f"l={int(run['exit_layer'])} {run['variant']}, {steps} steps, lr {run['lr_max']:g}"
+    if "data" in run:
+        label += f", {run['data']}" + (f", unroll {int(run['unroll'])}" if int(run.get("unroll", 1)) > 1 else "")
+    return label
 
 
 def training_curves(curves: pd.DataFrame) -> Figure:
-    """training_curves.csv: held-out expected acceptance, top-1 and loss against training tokens, one line per run."""
-    runs = ["exit_layer", "variant", "steps_total", "lr_max"]
+    """training_curves.csv: held-out expected acceptance, top-1 and loss against training tokens, one line per run.
+
+    Each run is scored on the held-out part of its own corpus (the templates' or the real mix's)."""
+    runs = ["exit_layer", "variant", "steps_total", "lr_max"] + [c for c in ("data", "unroll") if c in curves]
     fig, axes = _new_figure(3, size=(13.5, 4.4))
     panels = [("expected_accept", "held-out expected acceptance\nE[Σ min(p, q)]"),
               ("top1", "held-out top-1 agreement\nwith the full model"), ("loss", "held-out loss (soft CE, nats)")]
@@ -191,7 +196,8 @@ def training_curves(curves: pd.DataFrame) -> Figure:
 
 
 ABLATION_COLUMNS = {  # column -> (header, format)
-    "exit_layer": ("exit\nlayer l", "{:d}"), "variant": ("adapter", "{}"), "parameters": ("parameters", "{:,d}"),
+    "exit_layer": ("exit\nlayer l", "{:d}"), "variant": ("adapter", "{}"), "data": ("training\nprompts", "{}"),
+    "unroll": ("unroll", "{:d}"), "parameters": ("parameters", "{:,d}"),
     "steps": ("steps", "{:d}"), "lr": ("lr", "{:g}"), "top1": ("held-out\ntop-1", "{:.3f}"),
     "expected_accept": ("expected\nacceptance", "{:.3f}"), "heldout_loss": ("held-out\nloss", "{:.2f}"),
     "accept_pos1": ("accept\n@1", "{:.2f}"), "accept_pos2": ("accept\n@2", "{:.2f}"), "accept_pos3": ("accept\n@3", "{:.2f}"),
@@ -205,7 +211,8 @@ def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
     """adapter_ablation.csv -> the rows of the ablation table (sorted by exit layer, adapter size, steps, lr)."""
     order = {v: i for i, v in enumerate(VARIANT_ORDER)}
     df = ablation.assign(_variant=ablation["variant"].map(order).fillna(len(order)))
-    df = df.sort_values(["exit_layer", "_variant", "steps", "lr"]).drop(columns="_variant")
+    keys = ["exit_layer", "_variant", *[c for c in ("data", "unroll") if c in df], "steps", "lr"]
+    df = df.sort_values(keys).drop(columns="_variant")
     return df[[c for c in ABLATION_COLUMNS if c in df]].reset_index(drop=True)
 
 
@@ -245,7 +252,9 @@ def adapter_ablation(ablation: pd.DataFrame) -> Figure:
     return _finish(fig, "Adapter ablation: architecture, exit layer and training budget (held-out prompts)",
                    provenance(ablation), [("highlighted: the default adapter (shipped, exit layer "
                                           f"{DEFAULT_EXIT_LAYER}, attention); accept@i = share of i-th drafts "
-                                          "accepted with η = 0")])
+                                          "accepted with η = 0")]
+                   + ([("each run is scored on held-out answers of its own training prompts; on the same "
+                        "answers: figures/data/real_mix/heldout_eval.csv")] if "data" in ablation else []))
 
 
 # ------------------------------------------------------------------------------------ draft traces

@@ -60,13 +60,14 @@ def smoke(args):
     log("smoke ok", json.loads((work / "a" / "report.json").read_text())["heldout_final"])
 
 
-def read_prompts(path):
+def read_prompts(path, work):
+    """The prompt mix, decompressed once into `work` when it came as .xz."""
     from kangaroo_lab.questions import load_questions
 
     if str(path).endswith(".xz"):
         import lzma
 
-        plain = Path(args_global.work) / Path(path).name[:-3]
+        plain = Path(work) / Path(path).name[:-3]
         if not plain.exists():
             plain.write_bytes(lzma.decompress(Path(path).read_bytes()))
         path = plain
@@ -76,7 +77,7 @@ def read_prompts(path):
 def distill(args, model):
     from kangaroo_lab.distill import self_distill
 
-    questions = read_prompts(args.prompts)
+    questions = read_prompts(args.prompts, args.work)
     i, n = map(int, args.shard.split("/"))
     mine = questions[i::n]
     path = Path(args.work) / f"real.{i}.jsonl"
@@ -110,7 +111,7 @@ def speed(args, model):
     """Same prompts, same GPU: our BatchDecoder vs transformers' generate (each at its batch size)."""
     from kangaroo_lab.distill import self_distill
 
-    questions = [q for q in read_prompts(args.prompts) if len(q.turns) == 1]
+    questions = [q for q in read_prompts(args.prompts, args.work) if len(q.turns) == 1]
     sample = random.Random(1).sample(questions, args.speed_prompts)
     rows = []
     for engine, batch in (("ours", args.batch_size), ("transformers", args.hf_batch_size)):
@@ -259,7 +260,6 @@ def bench_stage(args, model):
 
 # ----------------------------------------------------------------------------------- main
 def main():
-    global args_global
     ap = argparse.ArgumentParser()
     ap.add_argument("stage", choices=["smoke", "distill", "templates", "speed", "prepare", "train", "pack", "bench"])
     ap.add_argument("--model", default="/tmp/kl/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -278,7 +278,7 @@ def main():
     ap.add_argument("--corpus-archive", action="store_true")
     ap.add_argument("--deadline-s", type=float, default=540)
     ap.add_argument("--device", default="cuda")
-    args = args_global = ap.parse_args()
+    args = ap.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.stage == "smoke":
@@ -297,8 +297,6 @@ def main():
         args.batch_size = args.batch_size or 48
     {"distill": distill, "templates": templates, "speed": speed, "train": train, "bench": bench_stage}[args.stage](args, model)
 
-
-args_global = None
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,7 @@ import pytest
 
 from kangaroo_lab import bench
 from kangaroo_lab.cli import main
-from kangaroo_lab.data import Question, write_questions
+from kangaroo_lab.questions import Question, write_questions
 
 QUESTIONS = [Question(1, "qa", ["What is the capital of France?"]),
              Question(2, "mt_bench", ["Write a haiku about rain.", "Now make it about snow."]),

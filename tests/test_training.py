@@ -11,7 +11,7 @@ import torch
 from kangaroo_lab import generate, load_adapter, new_adapter
 from kangaroo_lab.adapter import VARIANTS, shipped_adapter_dir
 from kangaroo_lab.distill import read_corpus_file, self_distill
-from kangaroo_lab.questions import Question
+from kangaroo_lab.questions import Question, load_minibench
 from kangaroo_lab.templates import training_prompts
 from kangaroo_lab.training import CHECKPOINT, TrainConfig, load_corpus, split_corpus, train_adapter
 
@@ -182,8 +182,8 @@ def test_shipped_default_adapter_drafts_far_better_than_an_untrained_one(smol):
     trained, untrained = load_adapter(smol), new_adapter(smol, 2)
     rates = []
     for adapter in (trained, untrained):
-        res = [generate(smol, p, adapter=adapter, threshold=0.0, max_draft=1, max_new_tokens=48)
-               for p in ("What is a rainbow?", "Write two lines about the moon.")]
+        res = [generate(smol, q.turns[0], adapter=adapter, threshold=0.0, max_draft=1, max_new_tokens=48)
+               for q in load_minibench()[::20]]  # three categories of the mini-bench
         accepted = [a for r in res for a in r.draft_accepted]
         rates.append(sum(accepted) / len(accepted))
     assert rates[0] > 0.3 > 0.15 > rates[1]
