@@ -61,8 +61,9 @@ class Adapter(nn.Module):
         exit_layer = check_exit_layer(exit_layer, c.n_layers)
         if variant not in VARIANTS:
             raise ValueError(f"unknown adapter variant {variant!r}; choose one of {VARIANTS}")
-        self.meta = AdapterMeta(model.name, c.n_layers, c.dim, c.n_heads, c.vocab_size, exit_layer, variant,
-                                adapter_fingerprint(model))
+        self.meta = AdapterMeta(
+            model.name, c.n_layers, c.dim, c.n_heads, c.vocab_size, exit_layer, variant, adapter_fingerprint(model)
+        )
         self.config = c
         if variant in ("attention", "attention+ffn"):
             self.input_layernorm = RMSNorm(c.dim, c.norm_eps)
@@ -174,8 +175,9 @@ def check_exit_layer(exit_layer: int, n_layers: int) -> int:
     return as_int(exit_layer)
 
 
-def new_adapter(model: Model, exit_layer: int = DEFAULT_EXIT_LAYER, variant: str = "attention",
-                seed: int = 0) -> Adapter:
+def new_adapter(
+    model: Model, exit_layer: int = DEFAULT_EXIT_LAYER, variant: str = "attention", seed: int = 0
+) -> Adapter:
     """A freshly initialised (untrained) adapter for `model`, exiting after `exit_layer` layers."""
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(seed)
@@ -189,8 +191,9 @@ def shipped_adapter_dir(model_name: str, exit_layer: int = DEFAULT_EXIT_LAYER, v
     return Path(str(files("kangaroo_lab") / "assets" / "adapters" / model_name / tag))
 
 
-def load_adapter(model: Model, path=None, exit_layer: int = DEFAULT_EXIT_LAYER, variant: str = "attention",
-                 strict: bool = True) -> Adapter:
+def load_adapter(
+    model: Model, path=None, exit_layer: int = DEFAULT_EXIT_LAYER, variant: str = "attention", strict: bool = True
+) -> Adapter:
     """Load a trained adapter: the shipped one for `model` when `path` is None, else from a folder.
 
     Fails with a clear message when the adapter was trained for a model of another shape, or (with
@@ -207,7 +210,9 @@ def load_adapter(model: Model, path=None, exit_layer: int = DEFAULT_EXIT_LAYER, 
         folder = folder.parent
     for name in (META_FILE, WEIGHTS_FILE):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing: an adapter folder holds {META_FILE} and {WEIGHTS_FILE}")
+            raise FileNotFoundError(
+                f"{folder / name} is missing: an adapter folder holds {META_FILE} and {WEIGHTS_FILE}"
+            )
     meta = _read_meta(folder / META_FILE)
     _check_fits(meta, model, strict)
     adapter = Adapter(model, meta.exit_layer, meta.variant)
@@ -215,8 +220,10 @@ def load_adapter(model: Model, path=None, exit_layer: int = DEFAULT_EXIT_LAYER, 
     try:
         adapter.load_state_dict(_read_weights(folder / WEIGHTS_FILE))
     except RuntimeError as e:
-        raise ValueError(f"{folder / WEIGHTS_FILE} does not hold the weights that {folder / META_FILE} describes "
-                         f"(variant {meta.variant!r}); re-save the adapter ({e})") from e
+        raise ValueError(
+            f"{folder / WEIGHTS_FILE} does not hold the weights that {folder / META_FILE} describes "
+            f"(variant {meta.variant!r}); re-save the adapter ({e})"
+        ) from e
     return adapter.to(device=model.device, dtype=model.dtype).eval().requires_grad_(False)
 
 

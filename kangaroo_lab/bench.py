@@ -66,8 +66,15 @@ from typing import Protocol
 
 import torch
 
-from .adapter import (DEFAULT_EXIT_LAYER, META_FILE, Adapter, check_exit_layer, load_adapter, new_adapter,
-                      shipped_adapter_dir)
+from .adapter import (
+    DEFAULT_EXIT_LAYER,
+    META_FILE,
+    Adapter,
+    check_exit_layer,
+    load_adapter,
+    new_adapter,
+    shipped_adapter_dir,
+)
 from .questions import CATEGORIES, Question, load_minibench
 from .decoding import DEFAULTS, METHOD_DEFAULTS, TREE_METHODS, DecodeOptions, generate, method_layout
 from .models import Model
@@ -91,17 +98,54 @@ SWEEP_LIMIT = 1  # questions per category in a sweep: 7 turns of the mini-bench 
 NOTE = "note"  # the `method` of summary rows that carry a note in their `category`
 
 SUMMARY_COLUMNS = (
-    "method", "category", "questions", "tokens_per_s", "speedup_vs_ar", "speedup_vs_hf", "mean_accepted",
-    "nodes_per_round", "draft_steps_per_round", "syncs_per_round",
-    *(f"ctar_{w}" for w in CTAR_WINDOWS), "identical_to_ar", "peak_memory_mb", "device", "versions",
+    "method",
+    "category",
+    "questions",
+    "tokens_per_s",
+    "speedup_vs_ar",
+    "speedup_vs_hf",
+    "mean_accepted",
+    "nodes_per_round",
+    "draft_steps_per_round",
+    "syncs_per_round",
+    *(f"ctar_{w}" for w in CTAR_WINDOWS),
+    "identical_to_ar",
+    "peak_memory_mb",
+    "device",
+    "versions",
 )
 SWEEP_COLUMNS = (
-    "method", "exit_layer", "adapter", "threshold", "max_draft", "top_k", "node_budget", "lookup_tokens",
-    "early_exit", "questions", "tokens_per_s", "speedup_vs_ar", "mean_accepted", "drafts_per_round",
-    "nodes_per_round", "syncs_per_round", "device", "versions",
+    "method",
+    "exit_layer",
+    "adapter",
+    "threshold",
+    "max_draft",
+    "top_k",
+    "node_budget",
+    "lookup_tokens",
+    "early_exit",
+    "questions",
+    "tokens_per_s",
+    "speedup_vs_ar",
+    "mean_accepted",
+    "drafts_per_round",
+    "nodes_per_round",
+    "syncs_per_round",
+    "device",
+    "versions",
 )
-MISMATCH_COLUMNS = ("method", "category", "question_id", "turn", "index", "ar_token", "method_token",
-                    "ar_top2_gap", "device", "versions")
+MISMATCH_COLUMNS = (
+    "method",
+    "category",
+    "question_id",
+    "turn",
+    "index",
+    "ar_token",
+    "method_token",
+    "ar_top2_gap",
+    "device",
+    "versions",
+)
 
 
 # ------------------------------------------------------------------------------------ records
@@ -163,22 +207,32 @@ def engine_runner(model: Model, method: str, adapter: Adapter | None, opts: Deco
     """`generate` of our engine with `method` (an adapter for Kangaroo's methods) and options `opts`."""
 
     def run(prompt_ids: list[int], max_new_tokens: int) -> Generated:
-        res = generate(model, prompt_ids, adapter=adapter, method=method,
-                       options=replace(opts, max_new_tokens=max_new_tokens))
-        return Generated(res.token_ids, res.accept_lengths, [len(r.drafts) for r in res.trace],
-                         [r.draft_steps for r in res.trace], res.syncs)
+        res = generate(
+            model, prompt_ids, adapter=adapter, method=method, options=replace(opts, max_new_tokens=max_new_tokens)
+        )
+        return Generated(
+            res.token_ids,
+            res.accept_lengths,
+            [len(r.drafts) for r in res.trace],
+            [r.draft_steps for r in res.trace],
+            res.syncs,
+        )
 
     return run
 
 
-def method_options(max_new_tokens: int = DEFAULTS.max_new_tokens, threshold: float | None = None,
-                   max_draft: int | None = None, options: Mapping[str, DecodeOptions] | None = None
-                   ) -> dict[str, DecodeOptions]:
+def method_options(
+    max_new_tokens: int = DEFAULTS.max_new_tokens,
+    threshold: float | None = None,
+    max_draft: int | None = None,
+    options: Mapping[str, DecodeOptions] | None = None,
+) -> dict[str, DecodeOptions]:
     """The options each of our methods runs with: its defaults (`METHOD_DEFAULTS`), or `options[method]`;
     `threshold` and `max_draft`, when given, set the paper's chain (kangaroo, kangaroo-noadapter)."""
-    chain = replace(METHOD_DEFAULTS["kangaroo"], **{k: v for k, v in
-                                                    {"threshold": threshold, "max_draft": max_draft}.items()
-                                                    if v is not None})
+    chain = replace(
+        METHOD_DEFAULTS["kangaroo"],
+        **{k: v for k, v in {"threshold": threshold, "max_draft": max_draft}.items() if v is not None},
+    )
     base = {m: METHOD_DEFAULTS[m] for m in METHOD_DEFAULTS} | {"kangaroo": chain, "kangaroo-noadapter": chain}
     base |= dict(options or {})
     return {m: replace(o, max_new_tokens=max_new_tokens) for m, o in base.items()}
@@ -194,18 +248,27 @@ def hf_runner(model: Model, hf, **options) -> Runner:
     def run(prompt_ids: list[int], max_new_tokens: int) -> Generated:
         ids = torch.tensor([prompt_ids], device=model.device)  # (1, T)
         with torch.inference_mode():
-            out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                              do_sample=False, eos_token_id=sorted(model.eos_token_ids),
-                              pad_token_id=model.tokenizer.pad_token_id, **options)
-        return Generated(cut_at_eos(out[0, len(prompt_ids):].tolist(), model.eos_token_ids))
+            out = hf.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=sorted(model.eos_token_ids),
+                pad_token_id=model.tokenizer.pad_token_id,
+                **options,
+            )
+        return Generated(cut_at_eos(out[0, len(prompt_ids) :].tolist(), model.eos_token_ids))
 
     return run
 
 
 def hf_options(method: str, exit_layer: int) -> dict:
     """The `generate` options that make each transformers method."""
-    return {"hf": {}, "hf-pld": {"prompt_lookup_num_tokens": PROMPT_LOOKUP_TOKENS},
-            "hf-earlyexit": {"assistant_early_exit": exit_layer}}[method]
+    return {
+        "hf": {},
+        "hf-pld": {"prompt_lookup_num_tokens": PROMPT_LOOKUP_TOKENS},
+        "hf-earlyexit": {"assistant_early_exit": exit_layer},
+    }[method]
 
 
 def cut_at_eos(ids: list[int], eos: Iterable[int]) -> list[int]:
@@ -219,13 +282,16 @@ def kangaroo_adapter(model: Model, exit_layer: int) -> tuple[Adapter, str]:
     check_exit_layer(exit_layer, model.config.n_layers)
     if (shipped_adapter_dir(model.name, exit_layer) / META_FILE).is_file():
         return load_adapter(model, exit_layer=exit_layer), "shipped"
-    _warn(f"WARNING: no trained adapter is shipped for {model.name!r} at exit layer {exit_layer}: kangaroo runs "
-          "with an UNTRAINED adapter. Its output is still exact, but few drafts are accepted (no speedup).")
+    _warn(
+        f"WARNING: no trained adapter is shipped for {model.name!r} at exit layer {exit_layer}: kangaroo runs "
+        "with an UNTRAINED adapter. Its output is still exact, but few drafts are accepted (no speedup)."
+    )
     return new_adapter(model, exit_layer), "untrained"
 
 
-def make_runner(model: Model, method: str, opts: Mapping[str, DecodeOptions], exit_layer: int,
-                peers: dict) -> tuple[Runner, str | None]:
+def make_runner(
+    model: Model, method: str, opts: Mapping[str, DecodeOptions], exit_layer: int, peers: dict
+) -> tuple[Runner, str | None]:
     """The runner for a method, and a note for the summary when the setting deserves one.
 
     `opts`: each of our methods' options (`method_options`); `peers` caches transformers' copy of
@@ -238,8 +304,11 @@ def make_runner(model: Model, method: str, opts: Mapping[str, DecodeOptions], ex
         if "adapter" not in peers:
             peers["adapter"] = kangaroo_adapter(model, exit_layer)
         adapter, source = peers["adapter"]
-        note = None if source == "shipped" else (
-            f"{method} used an UNTRAINED adapter: none is shipped for {model.name} at exit layer {exit_layer}")
+        note = (
+            None
+            if source == "shipped"
+            else (f"{method} used an UNTRAINED adapter: none is shipped for {model.name} at exit layer {exit_layer}")
+        )
         return engine_runner(model, method, adapter, opts[method]), note
     if "hf" not in peers:
         peers["hf"] = model.to_hf()
@@ -252,8 +321,9 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def timed_turn(runner: Runner, prompt_ids: list[int], max_new_tokens: int,
-               device: torch.device) -> tuple[Generated, float]:
+def timed_turn(
+    runner: Runner, prompt_ids: list[int], max_new_tokens: int, device: torch.device
+) -> tuple[Generated, float]:
     """The one timing path of every method: sync, perf_counter, run, sync, perf_counter."""
     _sync(device)
     t0 = time.perf_counter()
@@ -262,8 +332,7 @@ def timed_turn(runner: Runner, prompt_ids: list[int], max_new_tokens: int,
     return generated, time.perf_counter() - t0
 
 
-def answer_question(model: Model, method: str, runner: Runner, q: Question,
-                    max_new_tokens: int) -> list[TurnRecord]:
+def answer_question(model: Model, method: str, runner: Runner, q: Question, max_new_tokens: int) -> list[TurnRecord]:
     """Every turn of `q`; turn k sees the method's own answers to turns < k (as Spec-Bench asks them)."""
     messages, records = [], []
     for turn, user in enumerate(q.turns):
@@ -273,9 +342,23 @@ def answer_question(model: Model, method: str, runner: Runner, q: Question,
             torch.cuda.reset_peak_memory_stats(model.device)
         generated, seconds = timed_turn(runner, prompt_ids, max_new_tokens, model.device)
         text = model.decode(generated.token_ids)
-        records.append(TurnRecord(method, q.question_id, q.category, turn, generated.token_ids, text, seconds,
-                                  generated.accept_lengths, generated.drafts_per_round, generated.draft_steps,
-                                  generated.syncs, _peak_memory_mb(model.device), prompt_ids))
+        records.append(
+            TurnRecord(
+                method,
+                q.question_id,
+                q.category,
+                turn,
+                generated.token_ids,
+                text,
+                seconds,
+                generated.accept_lengths,
+                generated.drafts_per_round,
+                generated.draft_steps,
+                generated.syncs,
+                _peak_memory_mb(model.device),
+                prompt_ids,
+            )
+        )
         messages.append({"role": "assistant", "content": text})
     return records
 
@@ -286,8 +369,9 @@ def conversation_bound(model: Model, q: Question, max_new_tokens: int) -> int:
     return sum(len(model.encode(t)) + max_new_tokens for t in q.turns)
 
 
-def fitting_questions(model: Model, questions: Sequence[Question], max_new_tokens: int
-                      ) -> tuple[list[Question], list[str]]:
+def fitting_questions(
+    model: Model, questions: Sequence[Question], max_new_tokens: int
+) -> tuple[list[Question], list[str]]:
     """(the questions whose conversation fits the model's context, a note per question left out)."""
     limit = model.config.max_seq_len
     kept, skipped = [], []
@@ -296,11 +380,15 @@ def fitting_questions(model: Model, questions: Sequence[Question], max_new_token
         if need <= limit:
             kept.append(q)
         else:
-            skipped.append(f"skipped {q.category} question {q.question_id}: its conversation needs up to {need} "
-                           f"positions (prompts + {max_new_tokens} new tokens per turn), beyond the context of {limit}")
+            skipped.append(
+                f"skipped {q.category} question {q.question_id}: its conversation needs up to {need} "
+                f"positions (prompts + {max_new_tokens} new tokens per turn), beyond the context of {limit}"
+            )
     if not kept:
-        raise ValueError(f"no question fits the model's context of {limit} tokens with max_new_tokens="
-                         f"{max_new_tokens}; lower max_new_tokens")
+        raise ValueError(
+            f"no question fits the model's context of {limit} tokens with max_new_tokens="
+            f"{max_new_tokens}; lower max_new_tokens"
+        )
     return kept, skipped
 
 
@@ -328,8 +416,9 @@ def warm_up(model: Model, runner: Runner, q: Question, max_new_tokens: int):
         timed_turn(runner, prompt_ids, max_new_tokens, model.device)
 
 
-def answer_all(model: Model, method: str, runner: Runner, questions: Sequence[Question], max_new_tokens: int,
-               progress: bool = True) -> list[TurnRecord]:
+def answer_all(
+    model: Model, method: str, runner: Runner, questions: Sequence[Question], max_new_tokens: int, progress: bool = True
+) -> list[TurnRecord]:
     """Every question, in order, by one method."""
     from tqdm.auto import tqdm
 
@@ -341,21 +430,43 @@ def answer_all(model: Model, method: str, runner: Runner, questions: Sequence[Qu
 
 def spec_bench_answer(model_name: str, method: str, q: Question, turns: list[TurnRecord]) -> dict:
     """One line of Spec-Bench's answer file."""
-    choice = {"index": 0, "turns": [t.text for t in turns], "new_tokens": [len(t.token_ids) for t in turns],
-              "wall_time": [t.seconds for t in turns], "accept_lengths": [t.accept_lengths for t in turns],
-              # ours, beyond Spec-Bench's fields:
-              "drafts_per_round": [t.drafts_per_round for t in turns], "draft_steps": [t.draft_steps for t in turns],
-              "syncs": [t.syncs for t in turns], "token_ids": [t.token_ids for t in turns]}
-    return {"question_id": q.question_id, "category": q.category, "answer_id": uuid.uuid4().hex,
-            "model_id": f"{model_name}-{method}", "choices": [choice], "tstamp": time.time()}
+    choice = {
+        "index": 0,
+        "turns": [t.text for t in turns],
+        "new_tokens": [len(t.token_ids) for t in turns],
+        "wall_time": [t.seconds for t in turns],
+        "accept_lengths": [t.accept_lengths for t in turns],
+        # ours, beyond Spec-Bench's fields:
+        "drafts_per_round": [t.drafts_per_round for t in turns],
+        "draft_steps": [t.draft_steps for t in turns],
+        "syncs": [t.syncs for t in turns],
+        "token_ids": [t.token_ids for t in turns],
+    }
+    return {
+        "question_id": q.question_id,
+        "category": q.category,
+        "answer_id": uuid.uuid4().hex,
+        "model_id": f"{model_name}-{method}",
+        "choices": [choice],
+        "tstamp": time.time(),
+    }
 
 
 # ------------------------------------------------------------------------------------ the benchmark
-def benchmark(model: Model, questions: Sequence[Question] | None = None, methods: Iterable[str] | str = METHODS,
-              out=DEFAULT_OUT, exit_layer: int = DEFAULT_EXIT_LAYER, threshold: float | None = None,
-              max_draft: int | None = None, max_new_tokens: int = DEFAULTS.max_new_tokens,
-              hf_limit: int | None = None, progress: bool = True,
-              options: Mapping[str, DecodeOptions] | None = None, resume: bool = False) -> BenchResult:
+def benchmark(
+    model: Model,
+    questions: Sequence[Question] | None = None,
+    methods: Iterable[str] | str = METHODS,
+    out=DEFAULT_OUT,
+    exit_layer: int = DEFAULT_EXIT_LAYER,
+    threshold: float | None = None,
+    max_draft: int | None = None,
+    max_new_tokens: int = DEFAULTS.max_new_tokens,
+    hf_limit: int | None = None,
+    progress: bool = True,
+    options: Mapping[str, DecodeOptions] | None = None,
+    resume: bool = False,
+) -> BenchResult:
     """Run `methods` over `questions` (default: the bundled mini-bench); write answers, summary.csv,
     mismatches.csv and run.json.
 
@@ -375,12 +486,14 @@ def benchmark(model: Model, questions: Sequence[Question] | None = None, methods
     hf_keys = {(q.category, q.question_id) for q in limit_per_category(questions, hf_limit)}
     out = Path(out)
     (out / "answers").mkdir(parents=True, exist_ok=True)
-    done = start_answers(out / "answers", run_fingerprint(model, methods, opts, exit_layer, hf_limit, questions),
-                         resume)
+    done = start_answers(
+        out / "answers", run_fingerprint(model, methods, opts, exit_layer, hf_limit, questions), resume
+    )
     reserve_cache(model, questions, max_new_tokens, tree_size(methods, opts))
     runners, notes, failed = prepare_runners(model, methods, opts, exit_layer, questions[0])
-    records = answer_interleaved(model, runners, questions, hf_keys, max_new_tokens, out / "answers", failed, progress,
-                                 done)
+    records = answer_interleaved(
+        model, runners, questions, hf_keys, max_new_tokens, out / "answers", failed, progress, done
+    )
     notes += _run_notes(methods, failed, hf_limit, len(hf_keys) < len(questions)) + skipped
     env = environment(model)
     mismatches = find_mismatches(model, records, env)
@@ -388,18 +501,30 @@ def benchmark(model: Model, questions: Sequence[Question] | None = None, methods
     rows = summarize(records, env["device"], env["versions"], notes)
     write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
     ours = {m: opts[m] for m in methods if m in opts}
-    settings = {"model": model.name, "dtype": str(model.dtype), "methods": list(methods), "exit_layer": exit_layer,
-                "hf_limit": hf_limit, "options": {m: asdict(o) for m, o in ours.items()},
-                "trees": {m: asdict(method_layout(_engine_method(m), o)) for m, o in ours.items() if m != "ar"},
-                "questions": len(questions), "skipped": skipped}
+    settings = {
+        "model": model.name,
+        "dtype": str(model.dtype),
+        "methods": list(methods),
+        "exit_layer": exit_layer,
+        "hf_limit": hf_limit,
+        "options": {m: asdict(o) for m, o in ours.items()},
+        "trees": {m: asdict(method_layout(_engine_method(m), o)) for m, o in ours.items() if m != "ar"},
+        "questions": len(questions),
+        "skipped": skipped,
+    }
     peaks = [r.peak_memory_mb for r in records if r.peak_memory_mb is not None]
-    (out / "run.json").write_text(json.dumps({**settings, **env, "notes": notes, "failed": failed,
-                                              "peak_memory_mb": max(peaks) if peaks else None}, indent=1))
+    (out / "run.json").write_text(
+        json.dumps(
+            {**settings, **env, "notes": notes, "failed": failed, "peak_memory_mb": max(peaks) if peaks else None},
+            indent=1,
+        )
+    )
     return BenchResult(rows, records, notes, failed, out, mismatches, ours)
 
 
-def prepare_runners(model: Model, methods: Sequence[str], opts: Mapping[str, DecodeOptions], exit_layer: int,
-                    first: Question):
+def prepare_runners(
+    model: Model, methods: Sequence[str], opts: Mapping[str, DecodeOptions], exit_layer: int, first: Question
+):
     """A warmed-up runner per method -> (runners, notes, failed); a transformers method that cannot run
     here is reported in `failed` (method -> why) instead of stopping the benchmark."""
     runners, notes, failed, peers = {}, [], {}, {}
@@ -417,9 +542,17 @@ def prepare_runners(model: Model, methods: Sequence[str], opts: Mapping[str, Dec
     return runners, notes, failed
 
 
-def answer_interleaved(model: Model, runners: dict[str, Runner], questions: Sequence[Question], hf_keys: set,
-                       max_new_tokens: int, answers_dir: Path, failed: dict, progress: bool = True,
-                       done: dict | None = None) -> list[TurnRecord]:
+def answer_interleaved(
+    model: Model,
+    runners: dict[str, Runner],
+    questions: Sequence[Question],
+    hf_keys: set,
+    max_new_tokens: int,
+    answers_dir: Path,
+    failed: dict,
+    progress: bool = True,
+    done: dict | None = None,
+) -> list[TurnRecord]:
     """Each question is answered by every method in turn (transformers' methods only for `hf_keys`), so
     that a machine whose speed drifts during the run slows every method alike. Answers are appended to
     answers_dir/<method>.jsonl and flushed as they come. `done` (resuming): method -> {question key:
@@ -435,8 +568,9 @@ def answer_interleaved(model: Model, runners: dict[str, Runner], questions: Sequ
                 if method in HF_METHODS and (q.category, q.question_id) not in hf_keys:
                     continue
                 if str((q.category, q.question_id)) in done.get(method, {}):
-                    records[method] += records_from_answer(model, method, q, done[method][str((q.category,
-                                                                                               q.question_id))])
+                    records[method] += records_from_answer(
+                        model, method, q, done[method][str((q.category, q.question_id))]
+                    )
                     continue
                 try:
                     turns = answer_question(model, method, runners[method], q, max_new_tokens)
@@ -458,14 +592,26 @@ def answer_interleaved(model: Model, runners: dict[str, Runner], questions: Sequ
     return [r for rs in records.values() for r in rs]
 
 
-def run_fingerprint(model: Model, methods: Sequence[str], opts: Mapping[str, DecodeOptions], exit_layer: int,
-                    hf_limit: int | None, questions: Sequence[Question]) -> dict:
+def run_fingerprint(
+    model: Model,
+    methods: Sequence[str],
+    opts: Mapping[str, DecodeOptions],
+    exit_layer: int,
+    hf_limit: int | None,
+    questions: Sequence[Question],
+) -> dict:
     """What must not change between a run and its resumption: the model, the methods and their options
     (max_new_tokens included), the exit layer, the transformers limit and the questions."""
     text = json.dumps([[q.category, q.question_id, list(q.turns)] for q in questions], ensure_ascii=False)
-    return {"model": model.name, "dtype": str(model.dtype), "methods": list(methods), "exit_layer": exit_layer,
-            "hf_limit": hf_limit, "options": {m: asdict(opts[m]) for m in methods if m in opts},
-            "questions_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return {
+        "model": model.name,
+        "dtype": str(model.dtype),
+        "methods": list(methods),
+        "exit_layer": exit_layer,
+        "hf_limit": hf_limit,
+        "options": {m: asdict(opts[m]) for m in methods if m in opts},
+        "questions_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
 
 
 def start_answers(answers_dir: Path, fingerprint: dict, resume: bool) -> dict[str, dict[str, dict]]:
@@ -479,15 +625,19 @@ def start_answers(answers_dir: Path, fingerprint: dict, resume: bool) -> dict[st
         return {}
     if not settings.is_file():
         if any(answers_dir.glob("*.jsonl")):
-            raise ValueError(f"{answers_dir} holds answers but no resume.json beside it (an older run?): cannot check "
-                             "they were made with these settings; run without --resume, or into another --out")
+            raise ValueError(
+                f"{answers_dir} holds answers but no resume.json beside it (an older run?): cannot check "
+                "they were made with these settings; run without --resume, or into another --out"
+            )
         settings.write_text(json.dumps(fingerprint, indent=1))
         return {}
     before = json.loads(settings.read_text())
     if before != fingerprint:
         differ = sorted(k for k in fingerprint.keys() | before.keys() if before.get(k) != fingerprint.get(k))
-        raise ValueError(f"cannot resume the run in {answers_dir.parent}: its {', '.join(differ)} differ from this "
-                         "run's; resume with the same settings, or run into another --out")
+        raise ValueError(
+            f"cannot resume the run in {answers_dir.parent}: its {', '.join(differ)} differ from this "
+            "run's; resume with the same settings, or run into another --out"
+        )
     done: dict[str, dict[str, dict]] = {}
     for path in sorted(answers_dir.glob("*.jsonl")):
         lines = path.read_bytes().split(b"\n")
@@ -519,9 +669,23 @@ def records_from_answer(model: Model, method: str, q: Question, answer: dict) ->
     c, messages, records = answer["choices"][0], [], []
     for turn, user in enumerate(q.turns):
         messages.append({"role": "user", "content": user})
-        records.append(TurnRecord(method, q.question_id, q.category, turn, c["token_ids"][turn], c["turns"][turn],
-                                  c["wall_time"][turn], c["accept_lengths"][turn], c["drafts_per_round"][turn],
-                                  c["draft_steps"][turn], c["syncs"][turn], None, model.encode(messages)))
+        records.append(
+            TurnRecord(
+                method,
+                q.question_id,
+                q.category,
+                turn,
+                c["token_ids"][turn],
+                c["turns"][turn],
+                c["wall_time"][turn],
+                c["accept_lengths"][turn],
+                c["drafts_per_round"][turn],
+                c["draft_steps"][turn],
+                c["syncs"][turn],
+                None,
+                model.encode(messages),
+            )
+        )
         messages.append({"role": "assistant", "content": c["turns"][turn]})
     return records
 
@@ -535,18 +699,21 @@ def _run_notes(methods, failed: dict, hf_limit, limited_questions: bool) -> list
     notes = [f"{m} could not run: {why}" for m, why in failed.items()]
     limited = [m for m in methods if m in HF_METHODS and m not in failed]
     if limited and limited_questions:
-        notes.append(f"{', '.join(limited)} answered only the first {hf_limit} question(s) per category "
-                     f"(--hf-limit {hf_limit}); their speedups compare against ar on the same questions")
+        notes.append(
+            f"{', '.join(limited)} answered only the first {hf_limit} question(s) per category "
+            f"(--hf-limit {hf_limit}); their speedups compare against ar on the same questions"
+        )
     return notes
 
 
 def parse_methods(methods: Iterable[str] | str) -> tuple[str, ...]:
-    """"ar,kangaroo" or ["ar", "kangaroo"] -> a tuple, ar first (the baseline), duplicates dropped."""
+    """ "ar,kangaroo" or ["ar", "kangaroo"] -> a tuple, ar first (the baseline), duplicates dropped."""
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
-        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-                         f"choose from {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}; choose from {', '.join(METHODS)}"
+        )
     if BASELINE not in names:
         _warn(f"adding {BASELINE}: it is the baseline of speedup_vs_ar")
     return tuple(dict.fromkeys([BASELINE, *names]))
@@ -575,8 +742,9 @@ def _questions(questions: Sequence[Question] | None) -> list[Question]:
 
 
 # ------------------------------------------------------------------------------------ metrics
-def summarize(records: Sequence[TurnRecord], device: str = "", versions: str = "",
-              notes: Iterable[str] = ()) -> list[dict]:
+def summarize(
+    records: Sequence[TurnRecord], device: str = "", versions: str = "", notes: Iterable[str] = ()
+) -> list[dict]:
     """One row per method and category, then per method `overall`, then one row per note."""
     by_method: dict[str, list[TurnRecord]] = {}
     for r in records:
@@ -586,8 +754,15 @@ def summarize(records: Sequence[TurnRecord], device: str = "", versions: str = "
         for category in [*_categories(records), "overall"]:
             subset = [r for r in mine if category in ("overall", r.category)]
             if subset:
-                rows.append({"method": method, "category": category, **metrics(subset, by_method),
-                             "device": device, "versions": versions})
+                rows.append(
+                    {
+                        "method": method,
+                        "category": category,
+                        **metrics(subset, by_method),
+                        "device": device,
+                        "versions": versions,
+                    }
+                )
     return rows + [note_row(n) for n in notes]
 
 
@@ -595,13 +770,16 @@ def metrics(mine: Sequence[TurnRecord], by_method: dict[str, list[TurnRecord]]) 
     """The numbers of one summary row, from one method's records (`by_method` holds the baselines)."""
     method = mine[0].method
     rounds = [n for r in mine for n in r.accept_lengths]
-    row = {"questions": len({r.key for r in mine}), "tokens_per_s": _rate(mine),
-           "speedup_vs_ar": _speedup(mine, by_method.get(BASELINE)),
-           "speedup_vs_hf": _speedup(mine, by_method.get(HF_BASELINE)),
-           "mean_accepted": _mean(rounds),
-           "nodes_per_round": _mean([n for r in mine for n in r.drafts_per_round]),
-           "draft_steps_per_round": _mean([n for r in mine for n in r.draft_steps]),
-           "syncs_per_round": syncs_per_round(mine)}
+    row = {
+        "questions": len({r.key for r in mine}),
+        "tokens_per_s": _rate(mine),
+        "speedup_vs_ar": _speedup(mine, by_method.get(BASELINE)),
+        "speedup_vs_hf": _speedup(mine, by_method.get(HF_BASELINE)),
+        "mean_accepted": _mean(rounds),
+        "nodes_per_round": _mean([n for r in mine for n in r.drafts_per_round]),
+        "draft_steps_per_round": _mean([n for r in mine for n in r.draft_steps]),
+        "syncs_per_round": syncs_per_round(mine),
+    }
     row.update({f"ctar_{w}": sum(n > w for n in rounds) / len(rounds) if rounds else None for w in CTAR_WINDOWS})
     row["identical_to_ar"] = None if method == BASELINE else _identical(mine, by_method.get(BASELINE))
     peaks = [r.peak_memory_mb for r in mine if r.peak_memory_mb is not None]
@@ -658,12 +836,23 @@ def find_mismatches(model: Model, records: Sequence[TurnRecord], env: dict) -> l
         if r.method == BASELINE or base is None or (r.method, r.key) in seen or r.token_ids == base.token_ids:
             continue
         seen.add((r.method, r.key))
-        i = next((j for j, (a, b) in enumerate(zip(base.token_ids, r.token_ids)) if a != b),
-                 min(len(base.token_ids), len(r.token_ids)))
-        rows.append({"method": r.method, "category": r.category, "question_id": r.question_id, "turn": r.turn,
-                     "index": i, "ar_token": base.token_ids[i] if i < len(base.token_ids) else None,
-                     "method_token": r.token_ids[i] if i < len(r.token_ids) else None,
-                     "ar_top2_gap": top2_gap(model, base.prompt_ids + base.token_ids[:i]), **env})
+        i = next(
+            (j for j, (a, b) in enumerate(zip(base.token_ids, r.token_ids)) if a != b),
+            min(len(base.token_ids), len(r.token_ids)),
+        )
+        rows.append(
+            {
+                "method": r.method,
+                "category": r.category,
+                "question_id": r.question_id,
+                "turn": r.turn,
+                "index": i,
+                "ar_token": base.token_ids[i] if i < len(base.token_ids) else None,
+                "method_token": r.token_ids[i] if i < len(r.token_ids) else None,
+                "ar_top2_gap": top2_gap(model, base.prompt_ids + base.token_ids[:i]),
+                **env,
+            }
+        )
     return rows
 
 
@@ -690,10 +879,17 @@ def _categories(records: Iterable[TurnRecord]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ sweeps
-def sweep_exit_layer(model: Model, questions: Sequence[Question] | None = None, out=DEFAULT_OUT,
-                     layers: Iterable[int] = SWEEP_EXIT_LAYERS, limit: int | None = SWEEP_LIMIT,
-                     threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
-                     max_new_tokens: int = DEFAULTS.max_new_tokens, progress: bool = True) -> list[dict]:
+def sweep_exit_layer(
+    model: Model,
+    questions: Sequence[Question] | None = None,
+    out=DEFAULT_OUT,
+    layers: Iterable[int] = SWEEP_EXIT_LAYERS,
+    limit: int | None = SWEEP_LIMIT,
+    threshold: float = DEFAULTS.threshold,
+    max_draft: int = DEFAULTS.max_draft,
+    max_new_tokens: int = DEFAULTS.max_new_tokens,
+    progress: bool = True,
+) -> list[dict]:
     """kangaroo at each exit layer (its shipped adapter, else an untrained one), between two ar runs.
 
     Writes out/sweep_exit_layer.csv; layers the model lacks are skipped with a warning."""
@@ -708,39 +904,69 @@ def sweep_exit_layer(model: Model, questions: Sequence[Question] | None = None, 
     settings = []
     for l in valid:
         adapter, source = kangaroo_adapter(model, l)
-        setting = {"method": "kangaroo", "exit_layer": l, "adapter": source, "threshold": threshold,
-                   "max_draft": max_draft}
+        setting = {
+            "method": "kangaroo",
+            "exit_layer": l,
+            "adapter": source,
+            "threshold": threshold,
+            "max_draft": max_draft,
+        }
         settings.append((setting, engine_runner(model, "kangaroo", adapter, opts)))
     return run_sweep(model, questions, Path(out) / "sweep_exit_layer.csv", settings, opts, limit, progress)
 
 
-def sweep_threshold(model: Model, questions: Sequence[Question] | None = None, out=DEFAULT_OUT,
-                    thresholds: Iterable[float] = SWEEP_THRESHOLDS, max_drafts: Iterable[int] = SWEEP_MAX_DRAFTS,
-                    exit_layer: int = DEFAULT_EXIT_LAYER, limit: int | None = SWEEP_LIMIT,
-                    max_new_tokens: int = DEFAULTS.max_new_tokens, progress: bool = True) -> list[dict]:
+def sweep_threshold(
+    model: Model,
+    questions: Sequence[Question] | None = None,
+    out=DEFAULT_OUT,
+    thresholds: Iterable[float] = SWEEP_THRESHOLDS,
+    max_drafts: Iterable[int] = SWEEP_MAX_DRAFTS,
+    exit_layer: int = DEFAULT_EXIT_LAYER,
+    limit: int | None = SWEEP_LIMIT,
+    max_new_tokens: int = DEFAULTS.max_new_tokens,
+    progress: bool = True,
+) -> list[dict]:
     """kangaroo over the grid eta x gamma with one adapter, between two ar runs -> out/sweep_threshold.csv."""
     opts = replace(DEFAULTS, max_new_tokens=max_new_tokens)
     adapter, source = kangaroo_adapter(model, exit_layer)
     settings = []
     for eta, gamma in itertools.product(thresholds, max_drafts):
         grid_opts = replace(opts, threshold=eta, max_draft=gamma)  # validates each point before any run
-        setting = {"method": "kangaroo", "exit_layer": exit_layer, "adapter": source, "threshold": eta,
-                   "max_draft": gamma}
+        setting = {
+            "method": "kangaroo",
+            "exit_layer": exit_layer,
+            "adapter": source,
+            "threshold": eta,
+            "max_draft": gamma,
+        }
         settings.append((setting, engine_runner(model, "kangaroo", adapter, grid_opts)))
     return run_sweep(model, questions, Path(out) / "sweep_threshold.csv", settings, opts, limit, progress)
 
 
-def tree_grid(methods: Iterable[str] = TREE_METHODS, node_budgets: Iterable[int] = SWEEP_NODE_BUDGETS,
-              depths: Iterable[int] = SWEEP_DEPTHS, top_ks: Iterable[int] = SWEEP_TOP_KS, **fixed) -> list[dict]:
+def tree_grid(
+    methods: Iterable[str] = TREE_METHODS,
+    node_budgets: Iterable[int] = SWEEP_NODE_BUDGETS,
+    depths: Iterable[int] = SWEEP_DEPTHS,
+    top_ks: Iterable[int] = SWEEP_TOP_KS,
+    **fixed,
+) -> list[dict]:
     """Settings of `sweep_tree`: every (method, node budget, depth, top-k), each with `fixed` options."""
-    return [{"method": m, "node_budget": b, "max_draft": d, "top_k": k, **fixed}
-            for m, b, d, k in itertools.product(methods, node_budgets, depths, top_ks)]
+    return [
+        {"method": m, "node_budget": b, "max_draft": d, "top_k": k, **fixed}
+        for m, b, d, k in itertools.product(methods, node_budgets, depths, top_ks)
+    ]
 
 
-def sweep_tree(model: Model, questions: Sequence[Question] | None = None, out=DEFAULT_OUT,
-               settings: Iterable[Mapping] | None = None, exit_layer: int = DEFAULT_EXIT_LAYER,
-               limit: int | None = SWEEP_LIMIT, max_new_tokens: int = DEFAULTS.max_new_tokens,
-               progress: bool = True) -> list[dict]:
+def sweep_tree(
+    model: Model,
+    questions: Sequence[Question] | None = None,
+    out=DEFAULT_OUT,
+    settings: Iterable[Mapping] | None = None,
+    exit_layer: int = DEFAULT_EXIT_LAYER,
+    limit: int | None = SWEEP_LIMIT,
+    max_new_tokens: int = DEFAULTS.max_new_tokens,
+    progress: bool = True,
+) -> list[dict]:
     """Trees and lookup, one setting at a time, between two ar runs -> out/sweep_tree.csv.
 
     settings: dicts of a method (pld, kangaroo, kangaroo-tree or kangaroo+lookup) and any
@@ -748,26 +974,46 @@ def sweep_tree(model: Model, questions: Sequence[Question] | None = None, out=DE
     depth x top-k of both tree methods)."""
     adapter, source = kangaroo_adapter(model, exit_layer)
     rows = []
-    for setting in (tree_grid() if settings is None else settings):
+    for setting in tree_grid() if settings is None else settings:
         setting = dict(setting)
         method = setting.pop("method")
         opts = replace(METHOD_DEFAULTS[method], **setting, max_new_tokens=max_new_tokens)  # validates each one
         size = method_layout(method, opts).size  # and its tree, before anything runs
-        described = {"method": method, "exit_layer": exit_layer if method != "pld" else None,
-                     "adapter": source if method != "pld" else None,
-                     **{k: getattr(opts, k) for k in ("threshold", "max_draft", "top_k", "node_budget",
-                                                      "lookup_tokens", "early_exit")}}
+        described = {
+            "method": method,
+            "exit_layer": exit_layer if method != "pld" else None,
+            "adapter": source if method != "pld" else None,
+            **{
+                k: getattr(opts, k)
+                for k in ("threshold", "max_draft", "top_k", "node_budget", "lookup_tokens", "early_exit")
+            },
+        }
         rows.append((described, engine_runner(model, method, adapter if method != "pld" else None, opts), size))
     if not rows:
         raise ValueError("no settings to sweep")
     scratch = max(size for _, _, size in rows)
-    return run_sweep(model, questions, Path(out) / "sweep_tree.csv", [(d, r) for d, r, _ in rows],
-                     replace(DEFAULTS, max_new_tokens=max_new_tokens), limit, progress, scratch)
+    return run_sweep(
+        model,
+        questions,
+        Path(out) / "sweep_tree.csv",
+        [(d, r) for d, r, _ in rows],
+        replace(DEFAULTS, max_new_tokens=max_new_tokens),
+        limit,
+        progress,
+        scratch,
+    )
 
 
-def run_sweep(model: Model, questions: Sequence[Question] | None, path: Path, settings: list[tuple[dict, Runner]],
-              opts: DecodeOptions, limit: int | None, progress: bool, tree_size: int = DEFAULTS.max_draft + 1
-              ) -> list[dict]:
+def run_sweep(
+    model: Model,
+    questions: Sequence[Question] | None,
+    path: Path,
+    settings: list[tuple[dict, Runner]],
+    opts: DecodeOptions,
+    limit: int | None,
+    progress: bool,
+    tree_size: int = DEFAULTS.max_draft + 1,
+) -> list[dict]:
     """ar as the baseline, then each (setting, runner), then ar again; each row is written and flushed when measured.
 
     The closing ar row's speedup_vs_ar is the drift of the machine over the sweep (1.0: none); far
@@ -794,31 +1040,46 @@ def run_sweep(model: Model, questions: Sequence[Question] | None, path: Path, se
         rows.append(sink.write(sweep_row({"method": "ar"}, ar_again, ar, env)))
     drift = rows[-1]["speedup_vs_ar"]
     if drift is not None and not 0.9 <= drift <= 1.1:
-        _warn(f"ar ran at {drift:.2f}x its first speed by the end of the sweep: the machine's speed drifted, "
-              f"so the speedups in {path} are unreliable")
+        _warn(
+            f"ar ran at {drift:.2f}x its first speed by the end of the sweep: the machine's speed drifted, "
+            f"so the speedups in {path} are unreliable"
+        )
     return rows
 
 
 def sweep_row(setting: dict, records: Sequence[TurnRecord], ar: Sequence[TurnRecord], env: dict) -> dict:
     """One sweep row: the setting, then its metrics against ar on the same questions."""
     rounds = [n for r in records for n in r.accept_lengths]
-    return {c: None for c in SWEEP_COLUMNS} | setting | {
-        "questions": len({r.key for r in records}), "tokens_per_s": _rate(records),
-        "speedup_vs_ar": _speedup(records, ar), "mean_accepted": _mean(rounds),
-        "drafts_per_round": _mean([d for r in records for d in r.draft_steps]),
-        "nodes_per_round": _mean([d for r in records for d in r.drafts_per_round]),
-        "syncs_per_round": syncs_per_round(records), "device": env["device"], "versions": env["versions"],
-    }
+    return (
+        {c: None for c in SWEEP_COLUMNS}
+        | setting
+        | {
+            "questions": len({r.key for r in records}),
+            "tokens_per_s": _rate(records),
+            "speedup_vs_ar": _speedup(records, ar),
+            "mean_accepted": _mean(rounds),
+            "drafts_per_round": _mean([d for r in records for d in r.draft_steps]),
+            "nodes_per_round": _mean([d for r in records for d in r.drafts_per_round]),
+            "syncs_per_round": syncs_per_round(records),
+            "device": env["device"],
+            "versions": env["versions"],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------ draft traces
-TRACE_COLUMNS = ("category", "question_id", "turn", "round", "position", "confidence", "accepted", "device",
-                 "versions")
+TRACE_COLUMNS = ("category", "question_id", "turn", "round", "position", "confidence", "accepted", "device", "versions")
 
 
-def draft_trace(model: Model, adapter: Adapter, questions: Sequence[Question] | None = None,
-                out=DEFAULT_OUT / "draft_trace.csv", max_draft: int = DEFAULTS.max_draft,
-                max_new_tokens: int = DEFAULTS.max_new_tokens, progress: bool = True) -> Path:
+def draft_trace(
+    model: Model,
+    adapter: Adapter,
+    questions: Sequence[Question] | None = None,
+    out=DEFAULT_OUT / "draft_trace.csv",
+    max_draft: int = DEFAULTS.max_draft,
+    max_new_tokens: int = DEFAULTS.max_new_tokens,
+    progress: bool = True,
+) -> Path:
     """Every draft of greedy Kangaroo with eta = 0 (each round drafts `max_draft` tokens, whatever the
     confidence), one CSV row per draft: its position in the round, the draft's top-1 confidence,
     and whether the target accepted it. This is the data of the paper's confidence figures: which
@@ -829,17 +1090,27 @@ def draft_trace(model: Model, adapter: Adapter, questions: Sequence[Question] | 
     env = environment(model)
     opts = replace(DEFAULTS, threshold=0.0, max_draft=max_draft, max_new_tokens=max_new_tokens)
     with CsvRows(out, TRACE_COLUMNS) as sink:
-        for q in tqdm(_questions(questions), desc="draft trace", unit="question", file=sys.stderr,
-                      disable=not progress):
+        for q in tqdm(
+            _questions(questions), desc="draft trace", unit="question", file=sys.stderr, disable=not progress
+        ):
             messages = []
             for turn, user in enumerate(q.turns):
                 messages.append({"role": "user", "content": user})
                 res = generate(model, messages, adapter=adapter, method="kangaroo", **asdict(opts))
                 for i, r in enumerate(res.trace):
                     for j, conf in enumerate(r.confidences):
-                        sink.write({"category": q.category, "question_id": q.question_id, "turn": turn,
-                                    "round": i, "position": j + 1, "confidence": conf,
-                                    "accepted": int(j < r.accepted), **env})
+                        sink.write(
+                            {
+                                "category": q.category,
+                                "question_id": q.question_id,
+                                "turn": turn,
+                                "round": i,
+                                "position": j + 1,
+                                "confidence": conf,
+                                "accepted": int(j < r.accepted),
+                                **env,
+                            }
+                        )
                 messages.append({"role": "assistant", "content": res.text})
     return Path(out)
 
@@ -847,8 +1118,12 @@ def draft_trace(model: Model, adapter: Adapter, questions: Sequence[Question] | 
 def recorded_rounds(records: Iterable[TurnRecord], method: str = "kangaroo") -> list[tuple[str, int, int]]:
     """(category, draft steps run, tokens emitted) per verification round of `method`: what
     `costs.project` needs (with the method's tree, which fixes the rows of each step)."""
-    return [(r.category, d, n) for r in records if r.method == method
-            for d, n in zip(r.draft_steps or r.drafts_per_round, r.accept_lengths)]
+    return [
+        (r.category, d, n)
+        for r in records
+        if r.method == method
+        for d, n in zip(r.draft_steps or r.drafts_per_round, r.accept_lengths)
+    ]
 
 
 def rounds_from_answers(path) -> list[tuple[str, int, int]]:
@@ -900,8 +1175,13 @@ def environment(model: Model) -> dict:
     import transformers
 
     d = model.device
-    device = (torch.cuda.get_device_name(d) if d.type == "cuda" else
-              f"cpu ({torch.get_num_threads()} threads)" if d.type == "cpu" else str(d))
+    device = (
+        torch.cuda.get_device_name(d)
+        if d.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+        if d.type == "cpu"
+        else str(d)
+    )
     versions = f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}"
     return {"device": device, "versions": versions}
 
@@ -920,25 +1200,59 @@ def summary_markdown(rows: Sequence[dict]) -> str:
     data = [r for r in rows if r["method"] != NOTE]
     categories = list(dict.fromkeys(r["category"] for r in data if r["category"] != "overall"))
     cell = {(r["method"], r["category"]): r for r in data}
-    head = ["method", "questions", "tokens/s", "speedup vs ar", *categories, "tokens per round",
-            "nodes per round", "syncs per round", "identical to ar"]
+    head = [
+        "method",
+        "questions",
+        "tokens/s",
+        "speedup vs ar",
+        *categories,
+        "tokens per round",
+        "nodes per round",
+        "syncs per round",
+        "identical to ar",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in dict.fromkeys(r["method"] for r in data):
         o = cell[(method, "overall")]
         per_cat = [_fmt(cell[(method, c)]["speedup_vs_ar"]) if (method, c) in cell else "" for c in categories]
-        values = [method, str(o["questions"]), _fmt(o["tokens_per_s"], 1), _fmt(o["speedup_vs_ar"]), *per_cat,
-                  _fmt(o["mean_accepted"]), _fmt(o.get("nodes_per_round"), 1), _fmt(o.get("syncs_per_round")),
-                  _fmt(o["identical_to_ar"])]
+        values = [
+            method,
+            str(o["questions"]),
+            _fmt(o["tokens_per_s"], 1),
+            _fmt(o["speedup_vs_ar"]),
+            *per_cat,
+            _fmt(o["mean_accepted"]),
+            _fmt(o.get("nodes_per_round"), 1),
+            _fmt(o.get("syncs_per_round")),
+            _fmt(o["identical_to_ar"]),
+        ]
         lines.append("| " + " | ".join(values) + " |")
     notes = [f"Note: {r['category']}" for r in rows if r["method"] == NOTE]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def sweep_markdown(rows: Sequence[dict]) -> str:
-    head = [c for c in ("method", "exit_layer", "adapter", "threshold", "max_draft", "top_k", "node_budget",
-                        "lookup_tokens", "early_exit", "tokens_per_s", "speedup_vs_ar", "mean_accepted",
-                        "drafts_per_round", "nodes_per_round", "syncs_per_round")
-            if any(r.get(c) is not None for r in rows)]
+    head = [
+        c
+        for c in (
+            "method",
+            "exit_layer",
+            "adapter",
+            "threshold",
+            "max_draft",
+            "top_k",
+            "node_budget",
+            "lookup_tokens",
+            "early_exit",
+            "tokens_per_s",
+            "speedup_vs_ar",
+            "mean_accepted",
+            "drafts_per_round",
+            "nodes_per_round",
+            "syncs_per_round",
+        )
+        if any(r.get(c) is not None for r in rows)
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) if r.get(c) is not None else "" for c in head) + " |" for r in rows]
     return "\n".join(lines)

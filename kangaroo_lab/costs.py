@@ -41,15 +41,35 @@ from .tree import Layout
 
 # Shapes of real models, to time our engine on random weights of that size.
 SHAPES = {
-    "vicuna-7b-shaped": ModelConfig(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, n_kv_heads=32,
-                                    ffn_dim=11008, norm_eps=1e-6, max_seq_len=2048),
+    "vicuna-7b-shaped": ModelConfig(
+        vocab_size=32000,
+        dim=4096,
+        n_layers=32,
+        n_heads=32,
+        n_kv_heads=32,
+        ffn_dim=11008,
+        norm_eps=1e-6,
+        max_seq_len=2048,
+    ),
 }
 STEP_ROWS = (1, 2, 4, 8, 16, 32, 64, 128)
 STEPS = ("full", "draft", "shallow", "verify")
 STEP_COLUMNS = ("model", "shape", "step", "tokens", "ms", "device", "versions")
-PROJECTION_COLUMNS = ("method", "category", "rounds", "mean_accepted", "mean_draft_steps", "round_ms", "full_ms",
-                      "projected_ar_tokens_per_s", "projected_tokens_per_s", "projected_speedup",
-                      "source", "device", "versions")
+PROJECTION_COLUMNS = (
+    "method",
+    "category",
+    "rounds",
+    "mean_accepted",
+    "mean_draft_steps",
+    "round_ms",
+    "full_ms",
+    "projected_ar_tokens_per_s",
+    "projected_tokens_per_s",
+    "projected_speedup",
+    "source",
+    "device",
+    "versions",
+)
 
 
 def shaped_model(shape: str, device, dtype: torch.dtype = torch.float16, seed: int = 0) -> Model:
@@ -95,8 +115,16 @@ def step_functions(model: Model, adapter: Adapter, R: int, context: int, top_k: 
     return {"full": full, "draft": draft, "shallow": shallow, "verify": verify}
 
 
-def step_times(model: Model, adapter: Adapter, rows: Iterable[int] = STEP_ROWS, options: GraphOptions = GraphOptions(),
-               context: int = 512, reps: int = 30, shape: str | None = None, progress: bool = False) -> list[dict]:
+def step_times(
+    model: Model,
+    adapter: Adapter,
+    rows: Iterable[int] = STEP_ROWS,
+    options: GraphOptions = GraphOptions(),
+    context: int = 512,
+    reps: int = 30,
+    shape: str | None = None,
+    progress: bool = False,
+) -> list[dict]:
     """Median ms of each step (`STEPS`) over each row count R, `context` tokens into the cache.
 
     On CUDA each step is captured as a graph (layers compiled as in decoding) and every replay is
@@ -118,8 +146,16 @@ def step_times(model: Model, adapter: Adapter, rows: Iterable[int] = STEP_ROWS, 
         for R in tqdm(rows, desc=f"step times {shape or model.name}", unit="rows", disable=not progress):
             for name, fn in step_functions(model, adapter, R, context).items():
                 step = capture(model, fn, call)
-                out.append({"model": model.name, "shape": shape or model.name, "step": name, "tokens": R,
-                            "ms": _median_ms(step, reps, model.device), **env})
+                out.append(
+                    {
+                        "model": model.name,
+                        "shape": shape or model.name,
+                        "step": name,
+                        "tokens": R,
+                        "ms": _median_ms(step, reps, model.device),
+                        **env,
+                    }
+                )
     return out
 
 
@@ -156,8 +192,10 @@ class StepCosts:
             raise ValueError(f"no timing of the {step} step: measure it with step_times")
         xs = [x for x, _ in points]
         if not xs[0] <= rows <= xs[-1]:
-            raise ValueError(f"the {step} step was timed over {xs[0]}..{xs[-1]} rows, not {rows}: "
-                             "measure more row counts with step_times(rows=...)")
+            raise ValueError(
+                f"the {step} step was timed over {xs[0]}..{xs[-1]} rows, not {rows}: "
+                "measure more row counts with step_times(rows=...)"
+            )
         i = bisect.bisect_left(xs, rows)
         if xs[i] == rows:
             return points[i][1]
@@ -165,27 +203,32 @@ class StepCosts:
         return y0 + (y1 - y0) * (rows - x0) / (x1 - x0)
 
 
-def round_ms(costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True,
-             bucket: bool = False) -> float:
+def round_ms(
+    costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True, bucket: bool = False
+) -> float:
     """The device time of one round that drafted `levels_drafted` adapter levels (module docstring).
     bucket: steps padded to a power of two rows, as the captured steps run by default."""
     return sum(round_parts(costs, layout, levels_drafted, draft_model, bucket).values())
 
 
-def round_parts(costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True,
-                bucket: bool = False) -> dict[str, float]:
+def round_parts(
+    costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True, bucket: bool = False
+) -> dict[str, float]:
     """`round_ms` split into draft, shallow and verify ms."""
     rows = (lambda n: 1 << (n - 1).bit_length()) if bucket else (lambda n: n)
     if not draft_model:  # prompt lookup: the whole model over the root and the lookup branch
         return {"draft": 0.0, "shallow": 0.0, "verify": costs("full", rows(layout.nodes(0)))}
     widths = [1 + layout.lookup, *layout.levels]
-    return {"draft": sum(costs("draft", rows(widths[t])) for t in range(levels_drafted)),
-            "shallow": costs("shallow", rows(widths[levels_drafted])),
-            "verify": costs("verify", rows(layout.nodes(levels_drafted)))}
+    return {
+        "draft": sum(costs("draft", rows(widths[t])) for t in range(levels_drafted)),
+        "shallow": costs("shallow", rows(widths[levels_drafted])),
+        "verify": costs("verify", rows(layout.nodes(levels_drafted))),
+    }
 
 
-def project(steps: Sequence[dict], rounds: Iterable[tuple[str, int, int]], layout: Layout, source: str,
-            method: str = "kangaroo") -> list[dict]:
+def project(
+    steps: Sequence[dict], rounds: Iterable[tuple[str, int, int]], layout: Layout, source: str, method: str = "kangaroo"
+) -> list[dict]:
     """Projected tokens/s of AR and of `method` from step times and recorded rounds.
 
     steps: rows of `step_times` for one shape; rounds: (category, draft steps, tokens emitted) per
@@ -206,17 +249,37 @@ def project(steps: Sequence[dict], rounds: Iterable[tuple[str, int, int]], layou
         ms = sum(round_ms(costs, layout, d, method != "pld") for d, _ in rs)
         tokens = sum(n for _, n in rs)
         ar_tps, tps = 1e3 / full, 1e3 * tokens / ms
-        rows.append({"method": method, "category": category, "rounds": len(rs), "mean_accepted": tokens / len(rs),
-                     "mean_draft_steps": sum(d for d, _ in rs) / len(rs), "round_ms": ms / len(rs), "full_ms": full,
-                     "projected_ar_tokens_per_s": ar_tps, "projected_tokens_per_s": tps,
-                     "projected_speedup": tps / ar_tps, "source": source,
-                     "device": s["device"], "versions": s["versions"]})
+        rows.append(
+            {
+                "method": method,
+                "category": category,
+                "rounds": len(rs),
+                "mean_accepted": tokens / len(rs),
+                "mean_draft_steps": sum(d for d, _ in rs) / len(rs),
+                "round_ms": ms / len(rs),
+                "full_ms": full,
+                "projected_ar_tokens_per_s": ar_tps,
+                "projected_tokens_per_s": tps,
+                "projected_speedup": tps / ar_tps,
+                "source": source,
+                "device": s["device"],
+                "versions": s["versions"],
+            }
+        )
     return rows
 
 
-def measure(model: Model, adapter: Adapter, runs: dict[str, tuple[Layout, Sequence[tuple[str, int, int]]]], out,
-            source: str, shapes: Sequence[str] = tuple(SHAPES), rows: Iterable[int] = STEP_ROWS,
-            options: GraphOptions = GraphOptions(), progress: bool = True) -> tuple[list[dict], list[dict]]:
+def measure(
+    model: Model,
+    adapter: Adapter,
+    runs: dict[str, tuple[Layout, Sequence[tuple[str, int, int]]]],
+    out,
+    source: str,
+    shapes: Sequence[str] = tuple(SHAPES),
+    rows: Iterable[int] = STEP_ROWS,
+    options: GraphOptions = GraphOptions(),
+    progress: bool = True,
+) -> tuple[list[dict], list[dict]]:
     """Step times of `model` and of each shape in `shapes` -> out/step_times.csv; the projection of the
     first shape for every method in `runs` (method -> (its tree layout, its recorded rounds)), the
     rounds described by `source` -> out/projection_7b.csv. Returns (step rows, projection rows).
@@ -237,8 +300,14 @@ def measure(model: Model, adapter: Adapter, runs: dict[str, tuple[Layout, Sequen
         shapes = ()
     for i, shape in enumerate(shapes):
         big = shaped_model(shape, model.device)
-        big_steps = step_times(big, new_adapter(big, adapter.exit_layer), rows, options,
-                               shape=f"{shape} (random weights)", progress=progress)
+        big_steps = step_times(
+            big,
+            new_adapter(big, adapter.exit_layer),
+            rows,
+            options,
+            shape=f"{shape} (random weights)",
+            progress=progress,
+        )
         steps += big_steps
         if i == 0:
             for method, (layout, rounds) in runs.items():
@@ -263,7 +332,9 @@ def project_stored(bench_dir, shape: str = "vicuna-7b-shaped (random weights)", 
 
     bench_dir = Path(bench_dir)
     with open(bench_dir / "step_times.csv", encoding="utf-8") as f:
-        steps = [{**r, "tokens": int(r["tokens"]), "ms": float(r["ms"])} for r in csv.DictReader(f) if r["shape"] == shape]
+        steps = [
+            {**r, "tokens": int(r["tokens"]), "ms": float(r["ms"])} for r in csv.DictReader(f) if r["shape"] == shape
+        ]
     if not steps:
         raise ValueError(f"{bench_dir / 'step_times.csv'} holds no step times of {shape!r}")
     run = json.loads((bench_dir / "run.json").read_text())
@@ -274,14 +345,32 @@ def project_stored(bench_dir, shape: str = "vicuna-7b-shaped (random weights)", 
             continue
         engine_method = "kangaroo" if method == "kangaroo-noadapter" else method
         layout = method_layout(engine_method, DecodeOptions(**options))
-        rows += project(steps, rounds_from_answers(answers), layout,
-                        source or f"rounds: {bench_dir / 'answers'} ({run['model']}, {run['device']}); step times: "
-                                  f"{shape} in {bench_dir / 'step_times.csv'}", engine_method if method != "kangaroo-noadapter" else method)
+        rows += project(
+            steps,
+            rounds_from_answers(answers),
+            layout,
+            source
+            or f"rounds: {bench_dir / 'answers'} ({run['model']}, {run['device']}); step times: "
+            f"{shape} in {bench_dir / 'step_times.csv'}",
+            engine_method if method != "kangaroo-noadapter" else method,
+        )
     return write_csv(bench_dir / "projection_7b.csv", rows, PROJECTION_COLUMNS)
 
 
-BREAKDOWN_COLUMNS = ("method", "tokens_per_round", "measured_round_ms", "draft_ms", "shallow_ms", "verify_ms",
-                     "modelled_device_ms", "other_ms", "ar_measured_ms_per_token", "full_step_ms", "device", "versions")
+BREAKDOWN_COLUMNS = (
+    "method",
+    "tokens_per_round",
+    "measured_round_ms",
+    "draft_ms",
+    "shallow_ms",
+    "verify_ms",
+    "modelled_device_ms",
+    "other_ms",
+    "ar_measured_ms_per_token",
+    "full_step_ms",
+    "device",
+    "versions",
+)
 
 
 def breakdown_stored(bench_dir, shape: str | None = None) -> Path:
@@ -301,7 +390,9 @@ def breakdown_stored(bench_dir, shape: str | None = None) -> Path:
     run = json.loads((bench_dir / "run.json").read_text())
     shape = shape or run["model"]
     with open(bench_dir / "step_times.csv", encoding="utf-8") as f:
-        steps = [{**r, "tokens": int(r["tokens"]), "ms": float(r["ms"])} for r in csv.DictReader(f) if r["shape"] == shape]
+        steps = [
+            {**r, "tokens": int(r["tokens"]), "ms": float(r["ms"])} for r in csv.DictReader(f) if r["shape"] == shape
+        ]
     with open(bench_dir / "summary.csv", encoding="utf-8") as f:
         overall = {r["method"]: r for r in csv.DictReader(f) if r["category"] == "overall"}
     step_costs = StepCosts(steps)
@@ -319,8 +410,20 @@ def breakdown_stored(bench_dir, shape: str | None = None) -> Path:
         tokens = float(overall[method]["mean_accepted"])
         measured = tokens * 1e3 / float(overall[method]["tokens_per_s"])
         device = sum(mean.values())
-        rows.append({"method": method, "tokens_per_round": tokens, "measured_round_ms": measured,
-                     "draft_ms": mean["draft"], "shallow_ms": mean["shallow"], "verify_ms": mean["verify"],
-                     "modelled_device_ms": device, "other_ms": measured - device, "ar_measured_ms_per_token": ar_ms,
-                     "full_step_ms": step_costs("full", 1), "device": run["device"], "versions": run["versions"]})
+        rows.append(
+            {
+                "method": method,
+                "tokens_per_round": tokens,
+                "measured_round_ms": measured,
+                "draft_ms": mean["draft"],
+                "shallow_ms": mean["shallow"],
+                "verify_ms": mean["verify"],
+                "modelled_device_ms": device,
+                "other_ms": measured - device,
+                "ar_measured_ms_per_token": ar_ms,
+                "full_step_ms": step_costs("full", 1),
+                "device": run["device"],
+                "versions": run["versions"],
+            }
+        )
     return write_csv(bench_dir / "round_breakdown.csv", rows, BREAKDOWN_COLUMNS)

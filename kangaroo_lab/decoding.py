@@ -72,10 +72,14 @@ class DecodeOptions:
                 object.__setattr__(self, f.name, as_int(getattr(self, f.name)))
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold (eta) must lie in [0, 1], got {self.threshold}; 0.6 is a good start")
-        for name, what in [("max_draft", "max_draft (gamma)"), ("max_new_tokens", "max_new_tokens"),
-                           ("top_k", "top_k (children per node)"), ("node_budget", "node_budget (nodes per round)"),
-                           ("n_max", "n_max (longest n-gram looked up)"),
-                           ("lookup_tokens", "lookup_tokens (tokens proposed per match)")]:
+        for name, what in [
+            ("max_draft", "max_draft (gamma)"),
+            ("max_new_tokens", "max_new_tokens"),
+            ("top_k", "top_k (children per node)"),
+            ("node_budget", "node_budget (nodes per round)"),
+            ("n_max", "n_max (longest n-gram looked up)"),
+            ("lookup_tokens", "lookup_tokens (tokens proposed per match)"),
+        ]:
             value = getattr(self, name)
             if as_int(value) is None or value < 1:
                 raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
@@ -105,8 +109,9 @@ METHOD_DEFAULTS = {
     "kangaroo": DEFAULTS,  # the paper's chain, with the paper's settings
     "pld": replace(DEFAULTS, lookup_tokens=32, n_max=3),
     "kangaroo-tree": replace(DEFAULTS, threshold=0.0, max_draft=2, top_k=4, node_budget=64, early_exit="device"),
-    "kangaroo+lookup": replace(DEFAULTS, threshold=0.0, max_draft=2, top_k=4, node_budget=48, lookup_tokens=16,
-                               early_exit="device"),
+    "kangaroo+lookup": replace(
+        DEFAULTS, threshold=0.0, max_draft=2, top_k=4, node_budget=48, lookup_tokens=16, early_exit="device"
+    ),
 }
 
 
@@ -237,12 +242,14 @@ def greedy_accept(tree: Tree, logits: torch.Tensor, max_depth: int) -> Accepted:
     match = tree.valid & (tree.tokens == target.gather(0, tree.parents.clamp(min=0)))
     match = match | (tree.parents < 0)  # the root is committed already
     best = deepest(reachable(match, tree.ancestors), tree.depths)  # (1,)
-    return Accepted(path_to(best, tree.ancestors, tree.depths, max_depth), tree.depths.gather(0, best),
-                    target.gather(0, best))
+    return Accepted(
+        path_to(best, tree.ancestors, tree.depths, max_depth), tree.depths.gather(0, best), target.gather(0, best)
+    )
 
 
-def sample_accept(tokens: list[int], parents: list[int], valid: list[bool], p: torch.Tensor,
-                  q: torch.Tensor | None, sampler: Sampler) -> tuple[list[int], torch.Tensor, int]:
+def sample_accept(
+    tokens: list[int], parents: list[int], valid: list[bool], p: torch.Tensor, q: torch.Tensor | None, sampler: Sampler
+) -> tuple[list[int], torch.Tensor, int]:
     """Recursive rejection sampling down a tree (SpecInfer, Miao et al. 2023; EAGLE). p: (n, V) the
     target's distribution at each node (temperature and top-p applied); q: (n, V) the distribution
     each node's token was drawn from, or None when every node is a fixed candidate (a point mass:
@@ -364,8 +371,9 @@ def sample_round(steps, d: int, sampler: Sampler):
     n, dev = steps.layout.nodes(d), steps.base.device
     p = sampler.probs(steps.verify(d))  # (n, V)
     host = torch.cat([steps.tokens[:n], steps.parents[:n], steps.valid[:n].long()]).tolist()  # host sync: the tree
-    path, token, syncs = sample_accept(host[:n], host[n:2 * n], [bool(v) for v in host[2 * n:]], p,
-                                       steps.q[:n] if steps.sampled else None, sampler)
+    path, token, syncs = sample_accept(
+        host[:n], host[n : 2 * n], [bool(v) for v in host[2 * n :]], p, steps.q[:n] if steps.sampled else None, sampler
+    )
     steps.syncs += 1 + syncs
     padded = torch.tensor(path + [0] * (steps.max_depth + 1 - len(path)), device=dev)
     steps.commit(padded, torch.tensor([len(path) - 1], device=dev), token, d)
@@ -377,20 +385,39 @@ def as_round(r, layout, draft_steps: int) -> Round:
     where = {node: j for j, node in enumerate(keep)}
     chain = layout.is_chain
     return Round(
-        drafts=[r.tokens[i] for i in keep], confidences=[r.prob[i] for i in keep], accepted=r.accepted,
-        token=r.token, parents=None if chain else [where.get(r.parents[i], -1) for i in keep],
+        drafts=[r.tokens[i] for i in keep],
+        confidences=[r.prob[i] for i in keep],
+        accepted=r.accepted,
+        token=r.token,
+        parents=None if chain else [where.get(r.parents[i], -1) for i in keep],
         path=None if chain else [where[i] for i in r.path[1:]],
-        sources=["lookup" if i <= layout.lookup else "adapter" for i in keep], draft_steps=draft_steps,
+        sources=["lookup" if i <= layout.lookup else "adapter" for i in keep],
+        draft_steps=draft_steps,
     )
 
 
 # ------------------------------------------------------------------------------------ entry
-def generate(model: Model, prompt, adapter: Adapter | None = None, method: str = DEFAULT_METHOD,
-             options: DecodeOptions | None = None, *, threshold: float | None = None, max_draft: int | None = None,
-             max_new_tokens: int | None = None, temperature: float | None = None, top_p: float | None = None,
-             seed: int | None = None, top_k: int | None = None, node_budget: int | None = None,
-             n_max: int | None = None, lookup_tokens: int | None = None, early_exit: str | None = None,
-             chat: bool = True, cuda_graphs=None) -> GenerationResult:
+def generate(
+    model: Model,
+    prompt,
+    adapter: Adapter | None = None,
+    method: str = DEFAULT_METHOD,
+    options: DecodeOptions | None = None,
+    *,
+    threshold: float | None = None,
+    max_draft: int | None = None,
+    max_new_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    top_k: int | None = None,
+    node_budget: int | None = None,
+    n_max: int | None = None,
+    lookup_tokens: int | None = None,
+    early_exit: str | None = None,
+    chat: bool = True,
+    cuda_graphs=None,
+) -> GenerationResult:
     """Generate from `prompt` (text, chat messages or token ids) with `method` (see `METHODS`).
 
     Options: a whole `DecodeOptions`, else the method's defaults (`METHOD_DEFAULTS`); keyword
@@ -400,18 +427,34 @@ def generate(model: Model, prompt, adapter: Adapter | None = None, method: str =
     decoding on a GPU, True/False, or a `graphs.GraphOptions` (fixed rows, torch.compile). The first
     call for a new cache size or tree shape captures them (and compiles the layers once), which
     takes a moment."""
-    opts = options_for(method, options, threshold=threshold, max_draft=max_draft, max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p, seed=seed, top_k=top_k, node_budget=node_budget,
-                       n_max=n_max, lookup_tokens=lookup_tokens, early_exit=early_exit)
+    opts = options_for(
+        method,
+        options,
+        threshold=threshold,
+        max_draft=max_draft,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        top_k=top_k,
+        node_budget=node_budget,
+        n_max=n_max,
+        lookup_tokens=lookup_tokens,
+        early_exit=early_exit,
+    )
     if method in ADAPTER_METHODS:
         if adapter is None:
-            raise ValueError(f"method={method!r} needs an adapter: load_adapter(model) or new_adapter(model, exit_layer)")
+            raise ValueError(
+                f"method={method!r} needs an adapter: load_adapter(model) or new_adapter(model, exit_layer)"
+            )
         _check_fits(adapter.meta, model, strict=False)
     else:
         adapter = None
     if method in TREE_METHODS and opts.node_budget > model.config.max_seq_len:
-        raise ValueError(f"node_budget={opts.node_budget} is beyond the KV cache of this model's context "
-                         f"({model.config.max_seq_len} tokens); a round's tree must fit in it: lower node_budget")
+        raise ValueError(
+            f"node_budget={opts.node_budget} is beyond the KV cache of this model's context "
+            f"({model.config.max_seq_len} tokens); a round's tree must fit in it: lower node_budget"
+        )
     layout = method_layout(method, opts)
     prompt_ids = model.encode(prompt, chat=chat)
     _setup_caches(model, adapter, len(prompt_ids), opts.max_new_tokens, layout.size if layout else 0)
@@ -445,8 +488,10 @@ def method_layout(method: str, opts: DecodeOptions):
         return plan(opts.lookup_tokens + 1, 0, 1, opts.lookup_tokens, adapter=False)
     lookup = opts.lookup_tokens if method == "kangaroo+lookup" else 0
     if opts.node_budget < lookup + 2:
-        raise ValueError(f"node_budget={opts.node_budget} leaves no room for the adapter's drafts: {method} needs "
-                         f"node_budget >= {lookup + 2} (the root{', the lookup branch' if lookup else ''} and one draft)")
+        raise ValueError(
+            f"node_budget={opts.node_budget} leaves no room for the adapter's drafts: {method} needs "
+            f"node_budget >= {lookup + 2} (the root{', the lookup branch' if lookup else ''} and one draft)"
+        )
     return plan(opts.node_budget, opts.max_draft, opts.top_k, lookup, adapter=True)
 
 
@@ -459,8 +504,10 @@ def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_ne
             f"context of {limit} tokens; shorten the prompt or lower max_new_tokens"
         )
     if tree_size > limit:
-        raise ValueError(f"a round's tree of {tree_size} nodes (node_budget, lookup_tokens) is beyond the KV cache "
-                         f"of this model's context ({limit} tokens); lower node_budget or lookup_tokens")
+        raise ValueError(
+            f"a round's tree of {tree_size} nodes (node_budget, lookup_tokens) is beyond the KV cache "
+            f"of this model's context ({limit} tokens); lower node_budget or lookup_tokens"
+        )
     size = min(limit, -(-need // 256) * 256)  # round up, so that similar requests reuse the cache
     scratch = -(-tree_size // 256) * 256  # slots for the round's tree past the last committed position
     model.engine.setup_cache(size, scratch=scratch)  # kept when already large enough (see bench.reserve_cache)
@@ -486,8 +533,9 @@ def _ar_graph(model: Model, opts: DecodeOptions, wanted):
         return ar_graph(model, options.rows(opts.max_draft + 1), options)
 
 
-def _round_steps(model: Model, adapter: Adapter | None, method: str, layout, opts: DecodeOptions, sampler: Sampler,
-                 wanted):
+def _round_steps(
+    model: Model, adapter: Adapter | None, method: str, layout, opts: DecodeOptions, sampler: Sampler, wanted
+):
     """RoundSteps for a method: captured (greedy on CUDA by default) or eager."""
     from .graphs import GraphOptions, captured_round_steps
     from .rounds import RoundSteps
@@ -511,14 +559,25 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def _result(model, method, prompt_ids, out: _Output, trace: list[Round], seconds: float, syncs: int) -> GenerationResult:
+def _result(
+    model, method, prompt_ids, out: _Output, trace: list[Round], seconds: float, syncs: int
+) -> GenerationResult:
     conf = [c for r in trace for c in r.confidences]
     accepted = [i in kept for r in trace for kept in [set(r.accepted_indices)] for i in range(len(r.drafts))]
     positions = [d for r in trace for d in _depths(r)]
     return GenerationResult(
-        method=method, prompt_ids=prompt_ids, token_ids=out.tokens, text=model.decode(out.tokens),
-        accept_lengths=out.accept_lengths, draft_confidences=conf, draft_accepted=accepted,
-        draft_positions=positions, trace=trace, seconds=seconds, stop_reason=out.stop_reason, syncs=syncs,
+        method=method,
+        prompt_ids=prompt_ids,
+        token_ids=out.tokens,
+        text=model.decode(out.tokens),
+        accept_lengths=out.accept_lengths,
+        draft_confidences=conf,
+        draft_accepted=accepted,
+        draft_positions=positions,
+        trace=trace,
+        seconds=seconds,
+        stop_reason=out.stop_reason,
+        syncs=syncs,
     )
 
 

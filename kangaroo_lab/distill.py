@@ -77,8 +77,17 @@ class BatchDecoder:
     batch; each batch attends over the first W + max_new_tokens slots only, W rounded up to
     `WIDTH_BUCKET`, so a handful of step shapes are captured in all."""
 
-    def __init__(self, model, batch_size: int, max_new_tokens: int, max_prompt_tokens: int,
-                 temperature: float = 0.0, top_p: float = 1.0, graphs: bool | None = None, compile: bool = False):
+    def __init__(
+        self,
+        model,
+        batch_size: int,
+        max_new_tokens: int,
+        max_prompt_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        graphs: bool | None = None,
+        compile: bool = False,
+    ):
         from .graphs import GraphOptions, compiled_call
 
         check_sampling(temperature, top_p)
@@ -94,8 +103,10 @@ class BatchDecoder:
         self.call = compiled_call(backend) if backend else None
         context = model.config.max_seq_len
         if max_prompt_tokens + max_new_tokens > context:
-            raise ValueError(f"{max_prompt_tokens} prompt + {max_new_tokens} new tokens exceed the model's context "
-                             f"of {context}; use shorter prompts or fewer new tokens")
+            raise ValueError(
+                f"{max_prompt_tokens} prompt + {max_new_tokens} new tokens exceed the model's context "
+                f"of {context}; use shorter prompts or fewer new tokens"
+            )
         self.max_width = min(_bucket(max_prompt_tokens) + max_new_tokens, context)
         self.engine.setup_cache(self.max_width, batch=batch_size)
         self.version = self.engine.cache_version
@@ -149,12 +160,14 @@ class BatchDecoder:
         dev = self.model.device
         tokens = torch.full((self.B, W), self.pad_id, dtype=torch.long)
         for i, p in enumerate(rows):
-            tokens[i, W - len(p):] = torch.tensor(p)
+            tokens[i, W - len(p) :] = torch.tensor(p)
         tokens = tokens.to(dev)
         self.pad.copy_(torch.tensor([W - len(p) for p in rows]))
         for c0 in range(0, W, chunk):
-            slots = self.engine.positions[c0: min(W, c0 + chunk)]
-            h = self.engine.shallow(tokens[:, c0: c0 + len(slots)], self._window(slots, width), self.engine.config.n_layers)
+            slots = self.engine.positions[c0 : min(W, c0 + chunk)]
+            h = self.engine.shallow(
+                tokens[:, c0 : c0 + len(slots)], self._window(slots, width), self.engine.config.n_layers
+            )
         return self._pick(self.engine.head(h[:, -1]).float())
 
     def _window(self, slots: torch.Tensor, width: int):
@@ -205,9 +218,19 @@ def _bucket(width: int) -> int:
 
 
 # ----------------------------------------------------------------------------------- corpora
-def self_distill(model, questions: list[Question], path: str | Path, max_new_tokens: int = 256,
-                 batch_size: int = 64, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 max_prompt_tokens: int = 1024, progress: bool = True, engine: str = "ours") -> Path:
+def self_distill(
+    model,
+    questions: list[Question],
+    path: str | Path,
+    max_new_tokens: int = 256,
+    batch_size: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    max_prompt_tokens: int = 1024,
+    progress: bool = True,
+    engine: str = "ours",
+) -> Path:
     """Let the target model answer every turn of every question; write token ids to a JSONL corpus.
 
     Turn 1 of every question is answered first, then turn 2 with the model's own first answer in
@@ -229,12 +252,23 @@ def self_distill(model, questions: list[Question], path: str | Path, max_new_tok
         raise ValueError(f"engine must be 'ours' or 'transformers', got {engine!r}")
     path = Path(path)
     max_prompt_tokens = min(max_prompt_tokens, model.config.max_seq_len - max_new_tokens)
-    header = {"format": CORPUS_FORMAT, "model": model.name, "tokenizer": tokenizer_signature(model),
-              "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+    header = {
+        "format": CORPUS_FORMAT,
+        "model": model.name,
+        "tokenizer": tokenizer_signature(model),
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "seed": seed,
+    }
     done = {e.example_id: e for e in _resume_corpus(path, header)}
     n_turns = max(len(q.turns) for q in questions)
-    bar = tqdm(total=sum(len(q.turns) for q in questions) - len(done), desc=f"self-distillation ({engine})",
-               unit="answer", disable=not progress)
+    bar = tqdm(
+        total=sum(len(q.turns) for q in questions) - len(done),
+        desc=f"self-distillation ({engine})",
+        unit="answer",
+        disable=not progress,
+    )
     answerer = _Answerer(model, engine, batch_size, max_new_tokens, temperature, top_p)
     answers_made, tokens_made, t0 = 0, 0, time.perf_counter()
     with path.open("a", encoding="utf-8") as out:
@@ -242,13 +276,22 @@ def self_distill(model, questions: list[Question], path: str | Path, max_new_tok
             todo, skipped = _turn_prompts(model, questions, turn, done, max_prompt_tokens)
             bar.total -= skipped
             for start in range(0, len(todo), batch_size):
-                chunk = todo[start:start + batch_size]
+                chunk = todo[start : start + batch_size]
                 replies = answerer([ids for _, ids in chunk], seed + start + turn * len(todo))
                 for (q, ids), reply in zip(chunk, replies):
                     example = Example(f"{q.question_id}#{turn + 1}", q.category, tuple(ids), tuple(reply))
                     done[example.example_id] = example
-                    out.write(json.dumps({"id": example.example_id, "category": example.category,
-                                          "prompt_ids": ids, "response_ids": reply}) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "id": example.example_id,
+                                "category": example.category,
+                                "prompt_ids": ids,
+                                "response_ids": reply,
+                            }
+                        )
+                        + "\n"
+                    )
                     tokens_made += len(reply)
                 out.flush()
                 answers_made += len(chunk)
@@ -256,9 +299,15 @@ def self_distill(model, questions: list[Question], path: str | Path, max_new_tok
                 bar.set_postfix(tok_s=f"{tokens_made / (time.perf_counter() - t0):.0f}")
     bar.close()
     seconds = time.perf_counter() - t0
-    stats = {"engine": engine, "device": str(model.device), "batch_size": batch_size, "answers": answers_made,
-             "response_tokens": tokens_made, "seconds": round(seconds, 2),
-             "tokens_per_second": round(tokens_made / seconds, 1) if seconds > 0 else None}
+    stats = {
+        "engine": engine,
+        "device": str(model.device),
+        "batch_size": batch_size,
+        "answers": answers_made,
+        "response_tokens": tokens_made,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens_made / seconds, 1) if seconds > 0 else None,
+    }
     with path.with_name(path.name + ".stats.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(stats) + "\n")
     return path
@@ -314,22 +363,28 @@ def _conversation(model, q: Question, turn: int, done: dict) -> list[dict]:
     return messages
 
 
-def _answer_batch_hf(hf, model, prompts: list[list[int]], max_new_tokens: int, temperature: float,
-                     top_p: float, seed: int) -> list[list[int]]:
+def _answer_batch_hf(
+    hf, model, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float, seed: int
+) -> list[list[int]]:
     """transformers' `generate` on a left-padded batch (the reference path); each answer cut after its EOS."""
     pad = model.tokenizer.pad_token_id
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
     torch.manual_seed(seed)
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
     with torch.inference_mode():
-        out = hf.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                          max_new_tokens=max_new_tokens, pad_token_id=pad,
-                          eos_token_id=sorted(model.eos_token_ids), **sampling)
+        out = hf.generate(
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=sorted(model.eos_token_ids),
+            **sampling,
+        )
     answers = []
     for row in out[:, width:].tolist():
         end = next((i + 1 for i, t in enumerate(row) if t in model.eos_token_ids), len(row))
@@ -352,8 +407,10 @@ def _resume_corpus(path: Path, header: dict) -> list[Example]:
     if changed:
         was = ", ".join(f"{k}={a!r}" for k, (a, _) in changed.items())
         now = ", ".join(f"{k}={b!r}" for k, (_, b) in changed.items())
-        raise ValueError(f"{path} was started with {was}; this run asks for {now}. Resuming would mix the two in "
-                         "one corpus: resume with the same settings, or write to another file")
+        raise ValueError(
+            f"{path} was started with {was}; this run asks for {now}. Resuming would mix the two in "
+            "one corpus: resume with the same settings, or write to another file"
+        )
     return examples
 
 
@@ -369,8 +426,10 @@ def read_corpus_file(path: str | Path) -> tuple[dict, list[Example]]:
         return _read_npz(path)
     records = list(jsonl_records(path.read_text(encoding="utf-8"), str(path)))
     if not records or not isinstance(records[0][2], dict) or records[0][2].get("format") != CORPUS_FORMAT:
-        raise ValueError(f"{path} is not a Kangaroo Lab corpus (its first line must be a header with "
-                         f'"format": "{CORPUS_FORMAT}"); make one with `kangaroo-lab distill`')
+        raise ValueError(
+            f"{path} is not a Kangaroo Lab corpus (its first line must be a header with "
+            f'"format": "{CORPUS_FORMAT}"); make one with `kangaroo-lab distill`'
+        )
     examples = []
     for place, _, r in records[1:]:
         try:
@@ -388,10 +447,14 @@ def save_corpus_npz(header: dict, examples: list[Example], path: str | Path) -> 
     flat = [t for e in examples for t in (*e.prompt_ids, *e.response_ids)]
     dtype = np.uint16 if max(flat, default=0) < 2**16 else np.uint32
     np.savez_compressed(
-        path, header=np.array(json.dumps(header)), tokens=np.array(flat, dtype=dtype),
+        path,
+        header=np.array(json.dumps(header)),
+        tokens=np.array(flat, dtype=dtype),
         prompt_lens=np.array([len(e.prompt_ids) for e in examples], dtype=np.int32),
         response_lens=np.array([len(e.response_ids) for e in examples], dtype=np.int32),
-        ids=np.array([e.example_id for e in examples]), categories=np.array([e.category for e in examples]))
+        ids=np.array([e.example_id for e in examples]),
+        categories=np.array([e.category for e in examples]),
+    )
     return path
 
 
@@ -409,6 +472,6 @@ def _read_npz(path: Path) -> tuple[dict, list[Example]]:
         raise ValueError(f"{path} is not a consistent Kangaroo Lab corpus archive; save it again with save_corpus_npz")
     examples, at = [], 0
     for i, c, p, r in zip(ids, cats, plens, rlens):
-        examples.append(Example(i, c, tuple(tokens[at:at + p]), tuple(tokens[at + p:at + p + r])))
+        examples.append(Example(i, c, tuple(tokens[at : at + p]), tuple(tokens[at + p : at + p + r])))
         at += p + r
     return header, examples

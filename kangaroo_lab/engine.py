@@ -139,8 +139,16 @@ PRESETS = {
         vocab_size=259, dim=64, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=176, max_seq_len=1024
     ),
     "smollm2-135m-instruct": ModelConfig(
-        vocab_size=49152, dim=576, n_layers=30, n_heads=9, n_kv_heads=3, ffn_dim=1536,
-        norm_eps=1e-5, rope_theta=100_000.0, tie_embeddings=True, max_seq_len=8192,
+        vocab_size=49152,
+        dim=576,
+        n_layers=30,
+        n_heads=9,
+        n_kv_heads=3,
+        ffn_dim=1536,
+        norm_eps=1e-5,
+        rope_theta=100_000.0,
+        tie_embeddings=True,
+        max_seq_len=8192,
     ),
 }
 
@@ -309,7 +317,7 @@ class Attention(nn.Module):
         H, Hkv = self.n_heads, self.n_kv_heads
         qkv = self.qkv_proj(x).view(B, T, H + 2 * Hkv, self.head_dim).transpose(1, 2)  # (B, H+2Hkv, T, hd)
         qk = apply_rope(qkv[:, : H + Hkv], *rope)
-        return qk[:, :H], qk[:, H:], qkv[:, H + Hkv:]
+        return qk[:, :H], qk[:, H:], qkv[:, H + Hkv :]
 
     def write_kv(self, x: torch.Tensor, rope, positions: torch.Tensor):
         """Only fill the cache for x at `positions` (no attention output)."""
@@ -384,8 +392,15 @@ def cache_window(all_positions: torch.Tensor, rotary: "Rotary", cache_len: int, 
     return positions, rotary(positions), attention_mask(positions, end), end
 
 
-def tree_window(all_slots: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, base: torch.Tensor,
-                nodes: torch.Tensor, depths: torch.Tensor, ancestors: torch.Tensor):
+def tree_window(
+    all_slots: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    base: torch.Tensor,
+    nodes: torch.Tensor,
+    depths: torch.Tensor,
+    ancestors: torch.Tensor,
+):
     """The window of tree nodes `nodes` (R,) in a round whose P nodes occupy slots [base, base + P).
 
     Node i is written at slot base + i and rotated as position base + depths[r] (its depth below the
@@ -525,7 +540,7 @@ def strip_prefix(sd: dict, prefix: str = "model.") -> dict:
     """Hugging Face names -> engine names; rotary buffers and other extras are dropped."""
     out = {}
     for k, v in sd.items():
-        k = k[len(prefix):] if k.startswith(prefix) else k
+        k = k[len(prefix) :] if k.startswith(prefix) else k
         if "rotary_emb" not in k:
             out[k] = v
     return out

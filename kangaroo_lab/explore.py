@@ -84,17 +84,20 @@ def read_stored(data_dir, name: str) -> pd.DataFrame | None:
             _REDIRECTED.add((str(data_dir), str(folder)))
             print(f"{data_dir} does not exist: reading the stored results from {folder}")
         return pd.read_csv(path)
-    print(f"{path} is not there: it comes from {PRODUCERS.get(name, 'a GPU run')}. The repository ships it "
-          f"under figures/data/; point KANGAROO_LAB_DATA at that folder of a checkout (looked in: {data_dir}, "
-          f"$KANGAROO_LAB_DATA={os.environ.get('KANGAROO_LAB_DATA', '(unset)')}, {REPO_DATA}). "
-          "The cells that need it say so and skip their figure.")
+    print(
+        f"{path} is not there: it comes from {PRODUCERS.get(name, 'a GPU run')}. The repository ships it "
+        f"under figures/data/; point KANGAROO_LAB_DATA at that folder of a checkout (looked in: {data_dir}, "
+        f"$KANGAROO_LAB_DATA={os.environ.get('KANGAROO_LAB_DATA', '(unset)')}, {REPO_DATA}). "
+        "The cells that need it say so and skip their figure."
+    )
     return None
 
 
 # ------------------------------------------------------------------------------------ anatomy
 @torch.inference_mode()
-def layer_predictions(model: Model, prompt, layers: Iterable[int] | None = None, max_positions: int = 12,
-                      chat: bool = True) -> pd.DataFrame:
+def layer_predictions(
+    model: Model, prompt, layers: Iterable[int] | None = None, max_positions: int = 12, chat: bool = True
+) -> pd.DataFrame:
     """What the model would predict if it stopped after each layer ("logit lens").
 
     The prompt (text, chat messages or token ids) is followed by the model's own greedy answer of
@@ -124,14 +127,28 @@ def layer_predictions(model: Model, prompt, layers: Iterable[int] | None = None,
         prob = p.gather(1, target[:, None])[:, 0].tolist()
         top = p.argmax(-1).tolist()
         for i, t in enumerate(target.tolist()):
-            rows.append({"layer": l, "position": i, "token": target_text[i], "probability": prob[i],
-                         "top1_matches": top[i] == t, "layer_token": token_text(model, top[i])})
+            rows.append(
+                {
+                    "layer": l,
+                    "position": i,
+                    "token": target_text[i],
+                    "probability": prob[i],
+                    "top1_matches": top[i] == t,
+                    "layer_token": token_text(model, top[i]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 @torch.inference_mode()
-def draft_agreement(model: Model, adapters: Mapping[str, Adapter], prompts: Sequence, max_new_tokens: int = 32,
-                    chat: bool = True, progress: bool = False) -> pd.DataFrame:
+def draft_agreement(
+    model: Model,
+    adapters: Mapping[str, Adapter],
+    prompts: Sequence,
+    max_new_tokens: int = 32,
+    chat: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
     """How often each draft head's top-1 equals the full model's, on the model's own greedy answers.
 
     For every prompt the model answers greedily (`max_new_tokens`); at each answer position the
@@ -154,19 +171,29 @@ def draft_agreement(model: Model, adapters: Mapping[str, Adapter], prompts: Sequ
             rows[name]["positions"] += len(at)
             rows[name]["top1"] += float((q.argmax(-1) == p.argmax(-1)).sum())
             rows[name]["expected_accept"] += float(torch.minimum(p, q).sum())
-    return pd.DataFrame([{"adapter": name, "exit_layer": a.exit_layer, "variant": a.variant,
-                          "parameters": a.num_parameters(), "positions": r["positions"],
-                          "top1": r["top1"] / max(1, r["positions"]),
-                          "expected_accept": r["expected_accept"] / max(1, r["positions"])}
-                         for (name, a), r in zip(adapters.items(), rows.values())])
+    return pd.DataFrame(
+        [
+            {
+                "adapter": name,
+                "exit_layer": a.exit_layer,
+                "variant": a.variant,
+                "parameters": a.num_parameters(),
+                "positions": r["positions"],
+                "top1": r["top1"] / max(1, r["positions"]),
+                "expected_accept": r["expected_accept"] / max(1, r["positions"]),
+            }
+            for (name, a), r in zip(adapters.items(), rows.values())
+        ]
+    )
 
 
 def _numel(modules) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
-def parameter_counts(model: Model, adapter: Adapter, medusa_heads: int = 4,
-                     medusa_shared_head: bool = False) -> pd.DataFrame:
+def parameter_counts(
+    model: Model, adapter: Adapter, medusa_heads: int = 4, medusa_shared_head: bool = False
+) -> pd.DataFrame:
     """Parameters of each part of the split model, of the adapter, and of Medusa-style draft heads.
 
     Columns: part, params, share (params / the target model's parameters), note. A tied LM head
@@ -185,8 +212,11 @@ def parameter_counts(model: Model, adapter: Adapter, medusa_heads: int = 4,
         ("final norm", e.norm.weight.numel(), ""),
         ("LM head", head, "tied to the embedding: no extra parameters" if tied else "D x V"),
         ("target model (total)", total, "each weight once"),
-        (f"Kangaroo adapter ({adapter.variant})", adapter.num_parameters(),
-         "the only new weights: the draft reuses layers 1-l and the LM head"),
+        (
+            f"Kangaroo adapter ({adapter.variant})",
+            adapter.num_parameters(),
+            "the only new weights: the draft reuses layers 1-l and the LM head",
+        ),
     ]
     block = c.dim * c.dim + c.dim
     per_head = block + (0 if medusa_shared_head else c.dim * c.vocab_size)
@@ -245,13 +275,22 @@ def cost_breakdown(model: Model, adapter: Adapter, repeats: int = 20, context: i
         ("final norm + LM head", lambda: e.head(xn), e.norm.weight.numel() + e.lm_head.weight.numel()),
     ]
     device = environment(model)["device"]
-    return pd.DataFrame([{"part": name, "ms": _time_ms(fn, model.device, repeats), "params": params,
-                          "device": device} for name, fn, params in parts])
+    return pd.DataFrame(
+        [
+            {"part": name, "ms": _time_ms(fn, model.device, repeats), "params": params, "device": device}
+            for name, fn, params in parts
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------ draft traces
-def trace_frame(results: Sequence[GenerationResult], questions_meta: Sequence[Mapping], model: Model | None = None,
-                device: str = "", versions: str = "") -> pd.DataFrame:
+def trace_frame(
+    results: Sequence[GenerationResult],
+    questions_meta: Sequence[Mapping],
+    model: Model | None = None,
+    device: str = "",
+    versions: str = "",
+) -> pd.DataFrame:
     """One row per draft of Kangaroo generations, in the columns of figures/data/bench/draft_trace.csv.
 
     `questions_meta[i]` describes `results[i]`: a mapping with category, question_id and turn
@@ -266,19 +305,38 @@ def trace_frame(results: Sequence[GenerationResult], questions_meta: Sequence[Ma
     for res, meta in zip(results, questions_meta):
         for r, rnd in enumerate(res.trace):
             for i, conf in enumerate(rnd.confidences):
-                rows.append({"category": meta["category"], "question_id": meta["question_id"],
-                             "turn": meta.get("turn", 0), "round": r, "position": i + 1, "confidence": conf,
-                             "accepted": int(i < rnd.accepted), "device": device, "versions": versions})
+                rows.append(
+                    {
+                        "category": meta["category"],
+                        "question_id": meta["question_id"],
+                        "turn": meta.get("turn", 0),
+                        "round": r,
+                        "position": i + 1,
+                        "confidence": conf,
+                        "accepted": int(i < rnd.accepted),
+                        "device": device,
+                        "versions": versions,
+                    }
+                )
     return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
 
 
-def record_trace(model: Model, adapter: Adapter, questions: Sequence[Question], out, max_new_tokens: int = 64,
-                 max_draft: int = DEFAULTS.max_draft) -> pd.DataFrame:
+def record_trace(
+    model: Model,
+    adapter: Adapter,
+    questions: Sequence[Question],
+    out,
+    max_new_tokens: int = 64,
+    max_draft: int = DEFAULTS.max_draft,
+) -> pd.DataFrame:
     """Record a draft trace like the GPU run does (`bench.draft_trace`: greedy Kangaroo at eta = 0, so
     every round drafts `max_draft` tokens; every turn, each seeing the model's own earlier answers),
     write it to the CSV file `out` and return it."""
-    return pd.read_csv(draft_trace(model, adapter, questions, out=out, max_draft=max_draft,
-                                   max_new_tokens=max_new_tokens, progress=False))
+    return pd.read_csv(
+        draft_trace(
+            model, adapter, questions, out=out, max_draft=max_draft, max_new_tokens=max_new_tokens, progress=False
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------ sampling
@@ -306,8 +364,9 @@ def exact_marginals(model: Model, prompt: list[int], sampler: Sampler, prune: fl
     return joint.sum(0), m2 / m2.sum()
 
 
-def exact_token_distribution(model: Model, prompt, position: int = 1, temperature: float = 1.0,
-                             top_p: float = 1.0, chat: bool = True) -> torch.Tensor:
+def exact_token_distribution(
+    model: Model, prompt, position: int = 1, temperature: float = 1.0, top_p: float = 1.0, chat: bool = True
+) -> torch.Tensor:
     """Exact distribution (V,) of the generated token at 0-based `position` (0, 1 or 2) when sampling
     from the target alone at `temperature` / `top_p`. Positions 1 and 2 need `exact_marginals`
     (a small vocabulary)."""
@@ -356,9 +415,20 @@ class SamplingCheck:
     settings: dict = field(default_factory=dict)
 
 
-def sampling_check(model: Model, adapter: Adapter, prompt, temperature: float = 0.7, top_p: float = 0.95,
-                   n: int = 3000, position: int = 1, threshold: float = 0.0, max_draft: int = 3,
-                   top: int = 20, chat: bool = True, progress: bool = False) -> SamplingCheck:
+def sampling_check(
+    model: Model,
+    adapter: Adapter,
+    prompt,
+    temperature: float = 0.7,
+    top_p: float = 0.95,
+    n: int = 3000,
+    position: int = 1,
+    threshold: float = 0.0,
+    max_draft: int = 3,
+    top: int = 20,
+    chat: bool = True,
+    progress: bool = False,
+) -> SamplingCheck:
     """Sample `n` generations with Kangaroo (seeds 0..n-1) and compare the token at `position` with
     the exact distribution under the target (`exact_token_distribution`).
 
@@ -368,42 +438,97 @@ def sampling_check(model: Model, adapter: Adapter, prompt, temperature: float = 
     ids = model.encode(prompt, chat=chat)
     exact = exact_token_distribution(model, ids, position, temperature, top_p)
     no_eos = replace(model, eos_token_ids=frozenset())  # fixed length: the checked position always exists
-    tokens = [generate(no_eos, ids, adapter=adapter, temperature=temperature, top_p=top_p, threshold=threshold,
-                       max_draft=max_draft, max_new_tokens=position + 1, seed=s).token_ids[position]
-              for s in _progress(range(n), progress, f"sampling token {position + 1} with Kangaroo", "sample")]
+    tokens = [
+        generate(
+            no_eos,
+            ids,
+            adapter=adapter,
+            temperature=temperature,
+            top_p=top_p,
+            threshold=threshold,
+            max_draft=max_draft,
+            max_new_tokens=position + 1,
+            seed=s,
+        ).token_ids[position]
+        for s in _progress(range(n), progress, f"sampling token {position + 1} with Kangaroo", "sample")
+    ]
     counts = torch.bincount(torch.tensor(tokens), minlength=exact.numel())
     stat, dof, p = chi_square(counts, exact)
     order = exact.argsort(descending=True)[:top].tolist()
-    frame = pd.DataFrame([{"token": token_text(model, t), "token_id": t, "target_p": float(exact[t]),
-                           "empirical_p": float(counts[t]) / n, "count": int(counts[t]), "n": n} for t in order])
-    settings = {"temperature": temperature, "top_p": top_p, "threshold": threshold, "max_draft": max_draft,
-                "exit_layer": adapter.exit_layer}
+    frame = pd.DataFrame(
+        [
+            {
+                "token": token_text(model, t),
+                "token_id": t,
+                "target_p": float(exact[t]),
+                "empirical_p": float(counts[t]) / n,
+                "count": int(counts[t]),
+                "n": n,
+            }
+            for t in order
+        ]
+    )
+    settings = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "threshold": threshold,
+        "max_draft": max_draft,
+        "exit_layer": adapter.exit_layer,
+    }
     return SamplingCheck(frame, stat, dof, p, position, n, settings)
 
 
-def acceptance_vs_temperature(model: Model, adapter: Adapter, prompts: Sequence, temperatures=(0.0, 0.3, 0.7, 1.0),
-                              threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
-                              max_new_tokens: int = 64, top_p: float = 1.0, seed: int = 0,
-                              progress: bool = False) -> pd.DataFrame:
+def acceptance_vs_temperature(
+    model: Model,
+    adapter: Adapter,
+    prompts: Sequence,
+    temperatures=(0.0, 0.3, 0.7, 1.0),
+    threshold: float = DEFAULTS.threshold,
+    max_draft: int = DEFAULTS.max_draft,
+    max_new_tokens: int = 64,
+    top_p: float = 1.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Kangaroo at each temperature (greedy at 0, speculative sampling above) over `prompts`.
 
     Columns: method, temperature, mean_accepted (tokens per verification round, bonus included),
     acceptance_rate (share of drafts accepted), drafts, rounds, tokens."""
     rows = []
-    bar = _progress(None, progress, "Kangaroo at each temperature", "generation", total=len(temperatures) * len(prompts))
+    bar = _progress(
+        None, progress, "Kangaroo at each temperature", "generation", total=len(temperatures) * len(prompts)
+    )
     for t in temperatures:
         bar.set_postfix_str(f"temperature {t}")
         results = []
         for i, p in enumerate(prompts):
-            results.append(generate(model, p, adapter=adapter, temperature=t, top_p=top_p, threshold=threshold,
-                                    max_draft=max_draft, max_new_tokens=max_new_tokens, seed=seed + i))
+            results.append(
+                generate(
+                    model,
+                    p,
+                    adapter=adapter,
+                    temperature=t,
+                    top_p=top_p,
+                    threshold=threshold,
+                    max_draft=max_draft,
+                    max_new_tokens=max_new_tokens,
+                    seed=seed + i,
+                )
+            )
             bar.update()
         lengths = [n for r in results for n in r.accept_lengths]
         accepted = [a for r in results for a in r.draft_accepted]
-        rows.append({"method": "kangaroo", "temperature": t,
-                     "mean_accepted": sum(lengths) / len(lengths) if lengths else math.nan,
-                     "acceptance_rate": sum(accepted) / len(accepted) if accepted else math.nan,
-                     "drafts": len(accepted), "rounds": len(lengths), "tokens": sum(len(r.token_ids) for r in results)})
+        rows.append(
+            {
+                "method": "kangaroo",
+                "temperature": t,
+                "mean_accepted": sum(lengths) / len(lengths) if lengths else math.nan,
+                "acceptance_rate": sum(accepted) / len(accepted) if accepted else math.nan,
+                "drafts": len(accepted),
+                "rounds": len(lengths),
+                "tokens": sum(len(r.token_ids) for r in results),
+            }
+        )
     bar.close()
     return pd.DataFrame(rows)
 
@@ -451,16 +576,32 @@ class StepThrough:
     def frame(self) -> pd.DataFrame:
         """One row per round (numbered from 1): drafts with their confidences, how many were accepted,
         the target's token and its kind, why drafting stopped, tokens emitted."""
-        return pd.DataFrame([{
-            "round": r.index + 1, "drafts": " | ".join(f"{d} ({c:.2f})" for d, c in zip(r.drafts, r.confidences)),
-            "accepted": f"{r.accepted}/{len(r.drafts)}", "target token": r.token,
-            "kind": r.kind, "stop": r.stop, "emitted": r.emitted,
-        } for r in self.rounds])
+        return pd.DataFrame(
+            [
+                {
+                    "round": r.index + 1,
+                    "drafts": " | ".join(f"{d} ({c:.2f})" for d, c in zip(r.drafts, r.confidences)),
+                    "accepted": f"{r.accepted}/{len(r.drafts)}",
+                    "target token": r.token,
+                    "kind": r.kind,
+                    "stop": r.stop,
+                    "emitted": r.emitted,
+                }
+                for r in self.rounds
+            ]
+        )
 
 
-def step_through(model: Model, adapter: Adapter | None, prompt, exit_layer: int | None = None,
-                 threshold: float = DEFAULTS.threshold, max_draft: int = DEFAULTS.max_draft,
-                 max_new_tokens: int = 48, chat: bool = True) -> StepThrough:
+def step_through(
+    model: Model,
+    adapter: Adapter | None,
+    prompt,
+    exit_layer: int | None = None,
+    threshold: float = DEFAULTS.threshold,
+    max_draft: int = DEFAULTS.max_draft,
+    max_new_tokens: int = 48,
+    chat: bool = True,
+) -> StepThrough:
     """Generate greedily with Kangaroo and with AR; split Kangaroo's run into its rounds (from `trace`).
 
     adapter None: the shipped adapter for `exit_layer` (default 2). Given both, they must agree."""
@@ -474,14 +615,35 @@ def step_through(model: Model, adapter: Adapter | None, prompt, exit_layer: int 
     rounds, done = [], 1  # the first token comes from the prefill
     for i, r in enumerate(kg.trace):
         k = len(r.drafts)
-        stop = ("threshold" if k and r.confidences[-1] < threshold else
-                "gamma" if k == max_draft else "budget")
+        stop = "threshold" if k and r.confidences[-1] < threshold else "gamma" if k == max_draft else "budget"
         emitted = min(r.accepted + 1, len(kg.token_ids) - done)
         kind = "plain" if k == 0 else "bonus" if r.accepted == k else "correction"
-        rounds.append(RoundStep(i, done, list(r.drafts), [token_text(model, d) for d in r.drafts],
-                                list(r.confidences), r.accepted, r.token, token_text(model, r.token),
-                                kind, stop, k - r.accepted, emitted,
-                                model.decode(kg.token_ids[: done + emitted])))
+        rounds.append(
+            RoundStep(
+                i,
+                done,
+                list(r.drafts),
+                [token_text(model, d) for d in r.drafts],
+                list(r.confidences),
+                r.accepted,
+                r.token,
+                token_text(model, r.token),
+                kind,
+                stop,
+                k - r.accepted,
+                emitted,
+                model.decode(kg.token_ids[: done + emitted]),
+            )
+        )
         done += emitted
-    return StepThrough(rounds, token_text(model, kg.token_ids[0]), kg, ar, kg.token_ids == ar.token_ids,
-                       ctar(kg.accept_lengths), adapter.exit_layer, threshold, max_draft)
+    return StepThrough(
+        rounds,
+        token_text(model, kg.token_ids[0]),
+        kg,
+        ar,
+        kg.token_ids == ar.token_ids,
+        ctar(kg.accept_lengths),
+        adapter.exit_layer,
+        threshold,
+        max_draft,
+    )

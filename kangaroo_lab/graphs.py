@@ -156,8 +156,14 @@ def ar_graph(model: Model, rows: int | None, options: GraphOptions = GraphOption
     return _cached(model, None, ("ar", rows, backend), lambda b: ARGraph(model, rows, b), backend)
 
 
-def captured_round_steps(model: Model, adapter: Adapter | None, layout: Layout, lookup, host_exit: bool,
-                         options: GraphOptions = GraphOptions()):
+def captured_round_steps(
+    model: Model,
+    adapter: Adapter | None,
+    layout: Layout,
+    lookup,
+    host_exit: bool,
+    options: GraphOptions = GraphOptions(),
+):
     """`rounds.RoundSteps` with every step captured (greedy), built once per (model, adapter,
     layout, lookup, early exit, rows, backend) and reused until a cache it was captured over is
     reallocated or the adapter is dropped (`_cached`). Device early exit: the whole round is one graph."""
@@ -168,8 +174,9 @@ def captured_round_steps(model: Model, adapter: Adapter | None, layout: Layout, 
 
     def build(backend):
         call = compiled_call(backend) if backend else None
-        steps = RoundSteps(model, adapter, layout, lookup=lookup, host_exit=host_exit, rows=rows, call=call,
-                           backend=backend)
+        steps = RoundSteps(
+            model, adapter, layout, lookup=lookup, host_exit=host_exit, rows=rows, call=call, backend=backend
+        )
         pool = torch.cuda.graph_pool_handle() if model.device.type == "cuda" else None
         with torch.inference_mode():
             if host_exit:
@@ -211,9 +218,12 @@ def _build(build, backend):
             raise
         import warnings
 
-        warnings.warn(f"torch.compile ({backend}) failed, so the captured steps run uncompiled (about half "
-                      f"the speed): {type(e).__name__}: {str(e)[:200]}. GraphOptions(compile=False) "
-                      "skips the attempt.", stacklevel=4)
+        warnings.warn(
+            f"torch.compile ({backend}) failed, so the captured steps run uncompiled (about half "
+            f"the speed): {type(e).__name__}: {str(e)[:200]}. GraphOptions(compile=False) "
+            "skips the attempt.",
+            stacklevel=4,
+        )
         return build(None)
 
 

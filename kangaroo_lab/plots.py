@@ -37,25 +37,35 @@ from .decoding import DEFAULTS, TREE_METHODS  # TREE_METHODS: the methods `tree_
 
 METHOD_ORDER = BENCH_METHODS  # ar, our speculative methods, then transformers' methods (bench.METHODS)
 METHOD_COLORS = {
-    "ar": "#7f7f7f",                  # grey: the baseline
-    "kangaroo": "#1f77b4",            # blue: the paper's chain
-    "pld": "#ff7f0e",                 # orange: prompt lookup on our engine
-    "kangaroo-tree": "#2ca02c",       # green: the adapter drafts a token tree
-    "kangaroo+lookup": "#9467bd",     # purple: the adapter's tree + the lookup branch, one verification
+    "ar": "#7f7f7f",  # grey: the baseline
+    "kangaroo": "#1f77b4",  # blue: the paper's chain
+    "pld": "#ff7f0e",  # orange: prompt lookup on our engine
+    "kangaroo-tree": "#2ca02c",  # green: the adapter drafts a token tree
+    "kangaroo+lookup": "#9467bd",  # purple: the adapter's tree + the lookup branch, one verification
     "kangaroo-noadapter": "#9ecae1",  # light blue: the chain without the adapter
-    "hf": "#3f3f3f",                  # dark grey: transformers' own baseline
-    "hf-pld": "#fdae6b",              # light orange: transformers' prompt lookup
-    "hf-earlyexit": "#8c564b",        # brown
+    "hf": "#3f3f3f",  # dark grey: transformers' own baseline
+    "hf-pld": "#fdae6b",  # light orange: transformers' prompt lookup
+    "hf-earlyexit": "#8c564b",  # brown
 }
 METHOD_LABELS = {
-    "ar": "autoregressive (ar)", "kangaroo": "Kangaroo (chain)", "pld": "prompt lookup (pld)",
-    "kangaroo-tree": "Kangaroo tree", "kangaroo+lookup": "Kangaroo tree + lookup",
-    "kangaroo-noadapter": "Kangaroo, no adapter", "hf": "transformers (hf)",
-    "hf-pld": "transformers prompt lookup (hf-pld)", "hf-earlyexit": "early-exit assisted (hf-earlyexit)",
+    "ar": "autoregressive (ar)",
+    "kangaroo": "Kangaroo (chain)",
+    "pld": "prompt lookup (pld)",
+    "kangaroo-tree": "Kangaroo tree",
+    "kangaroo+lookup": "Kangaroo tree + lookup",
+    "kangaroo-noadapter": "Kangaroo, no adapter",
+    "hf": "transformers (hf)",
+    "hf-pld": "transformers prompt lookup (hf-pld)",
+    "hf-earlyexit": "early-exit assisted (hf-earlyexit)",
 }
 CATEGORY_LABELS = {
-    "mt_bench": "MT-Bench", "translation": "Translation", "summarization": "Summarization", "qa": "QA",
-    "math_reasoning": "Math", "rag": "RAG", "overall": "Overall",
+    "mt_bench": "MT-Bench",
+    "translation": "Translation",
+    "summarization": "Summarization",
+    "qa": "QA",
+    "math_reasoning": "Math",
+    "rag": "RAG",
+    "overall": "Overall",
 }
 CATEGORY_COLORS = dict(zip(CATEGORIES, ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")))
 ACCEPTED_COLOR, REJECTED_COLOR = "#2ca02c", "#d62728"
@@ -68,7 +78,7 @@ NOTE = "note"  # the `method` of summary rows that carry a free-text note in `ca
 
 # ------------------------------------------------------------------------------------ shared
 def provenance(*frames: pd.DataFrame) -> str:
-    """"device · versions" from the tables' `device` and `versions` (or `torch`, `transformers`) columns;
+    """ "device · versions" from the tables' `device` and `versions` (or `torch`, `transformers`) columns;
     "" when none of them has such columns (a frame computed in a notebook may add them)."""
     devices, versions = [], []
     for df in frames:
@@ -144,8 +154,15 @@ def _label_bars(ax, bars, fmt: str = "{:.2f}", fontsize: float = 6.5):
     for bar in bars:
         h = bar.get_height()
         if np.isfinite(h):
-            ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h), xytext=(0, 1.5),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=fontsize)
+            ax.annotate(
+                fmt.format(h),
+                (bar.get_x() + bar.get_width() / 2, h),
+                xytext=(0, 1.5),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=fontsize,
+            )
 
 
 def save_figure(fig: Figure, out_dir, stem: str) -> list[Path]:
@@ -173,15 +190,25 @@ def training_curves(curves: pd.DataFrame) -> Figure:
     Each run is scored on the held-out part of its own corpus (the templates' or the real mix's)."""
     runs = ["exit_layer", "variant", "steps_total", "lr_max"] + [c for c in ("data", "unroll") if c in curves]
     fig, axes = _new_figure(3, size=(13.5, 4.4))
-    panels = [("expected_accept", "held-out expected acceptance\nE[Σ min(p, q)]"),
-              ("top1", "held-out top-1 agreement\nwith the full model"), ("loss", "held-out loss (soft CE, nats)")]
+    panels = [
+        ("expected_accept", "held-out expected acceptance\nE[Σ min(p, q)]"),
+        ("top1", "held-out top-1 agreement\nwith the full model"),
+        ("loss", "held-out loss (soft CE, nats)"),
+    ]
     colors = plt.get_cmap("tab10")
     for i, (key, group) in enumerate(curves.sort_values("step").groupby(runs, sort=True)):
         tokens = group["tokens"].fillna(0) / 1e6  # the step-0 evaluation precedes any training token
         label = _run_label(dict(zip(runs, key)))
         for ax, (column, _) in zip(axes[0], panels):
-            ax.plot(tokens, group[column], marker="o" if len(group) == 1 else None, ms=4, lw=1.4,
-                    color=colors(i % 10), label=label)
+            ax.plot(
+                tokens,
+                group[column],
+                marker="o" if len(group) == 1 else None,
+                ms=4,
+                lw=1.4,
+                color=colors(i % 10),
+                label=label,
+            )
     for ax, (column, ylabel) in zip(axes[0], panels):
         ax.set(xlabel="training tokens (millions)", ylabel=ylabel)
         ax.grid(alpha=0.3)
@@ -196,12 +223,21 @@ def training_curves(curves: pd.DataFrame) -> Figure:
 
 
 ABLATION_COLUMNS = {  # column -> (header, format)
-    "exit_layer": ("exit\nlayer l", "{:d}"), "variant": ("adapter", "{}"), "data": ("training\nprompts", "{}"),
-    "unroll": ("unroll", "{:d}"), "parameters": ("parameters", "{:,d}"),
-    "steps": ("steps", "{:d}"), "lr": ("lr", "{:g}"), "top1": ("held-out\ntop-1", "{:.3f}"),
-    "expected_accept": ("expected\nacceptance", "{:.3f}"), "heldout_loss": ("held-out\nloss", "{:.2f}"),
-    "accept_pos1": ("accept\n@1", "{:.2f}"), "accept_pos2": ("accept\n@2", "{:.2f}"), "accept_pos3": ("accept\n@3", "{:.2f}"),
-    "mean_accepted_eta0": ("mean accepted\n(η=0, γ=6)", "{:.2f}"), "minutes": ("train\nminutes", "{:.1f}"),
+    "exit_layer": ("exit\nlayer l", "{:d}"),
+    "variant": ("adapter", "{}"),
+    "data": ("training\nprompts", "{}"),
+    "unroll": ("unroll", "{:d}"),
+    "parameters": ("parameters", "{:,d}"),
+    "steps": ("steps", "{:d}"),
+    "lr": ("lr", "{:g}"),
+    "top1": ("held-out\ntop-1", "{:.3f}"),
+    "expected_accept": ("expected\nacceptance", "{:.3f}"),
+    "heldout_loss": ("held-out\nloss", "{:.2f}"),
+    "accept_pos1": ("accept\n@1", "{:.2f}"),
+    "accept_pos2": ("accept\n@2", "{:.2f}"),
+    "accept_pos3": ("accept\n@3", "{:.2f}"),
+    "mean_accepted_eta0": ("mean accepted\n(η=0, γ=6)", "{:.2f}"),
+    "minutes": ("train\nminutes", "{:.1f}"),
     "shipped": ("shipped", "{}"),
 }
 VARIANT_ORDER = ("none", "linear", "attention", "attention+ffn")
@@ -233,10 +269,12 @@ def adapter_ablation(ablation: pd.DataFrame) -> Figure:
     fig, axes = _new_figure(size=(12.5, 1.5 + 0.3 * (len(table) + 2)))
     ax = axes[0, 0]
     ax.axis("off")
-    widths = np.array([max(len(h) for h in [*headers[i].split("\n"), *(r[i] for r in cells)]) + 3
-                       for i in range(len(headers))], float)
-    t = ax.table(cellText=cells, colLabels=headers, cellLoc="center", bbox=[0, 0, 1, 1],
-                 colWidths=list(widths / widths.sum()))
+    widths = np.array(
+        [max(len(h) for h in [*headers[i].split("\n"), *(r[i] for r in cells)]) + 3 for i in range(len(headers))], float
+    )
+    t = ax.table(
+        cellText=cells, colLabels=headers, cellLoc="center", bbox=[0, 0, 1, 1], colWidths=list(widths / widths.sum())
+    )
     t.auto_set_font_size(False)
     t.set_fontsize(8.5)
     for (r, _), cell in t.get_celld().items():
@@ -249,12 +287,28 @@ def adapter_ablation(ablation: pd.DataFrame) -> Figure:
     for r in default:
         for c in range(len(table.columns)):
             t[r + 1, c].set_facecolor("#fff3c4")
-    return _finish(fig, "Adapter ablation: architecture, exit layer and training budget (held-out prompts)",
-                   provenance(ablation), [("highlighted: the default adapter (shipped, exit layer "
-                                          f"{DEFAULT_EXIT_LAYER}, attention); accept@i = share of i-th drafts "
-                                          "accepted with η = 0")]
-                   + ([("each run is scored on held-out answers of its own training prompts; on the same "
-                        "answers: figures/data/real_mix/heldout_eval.csv")] if "data" in ablation else []))
+    return _finish(
+        fig,
+        "Adapter ablation: architecture, exit layer and training budget (held-out prompts)",
+        provenance(ablation),
+        [
+            (
+                "highlighted: the default adapter (shipped, exit layer "
+                f"{DEFAULT_EXIT_LAYER}, attention); accept@i = share of i-th drafts "
+                "accepted with η = 0"
+            )
+        ]
+        + (
+            [
+                (
+                    "each run is scored on held-out answers of its own training prompts; on the same "
+                    "answers: figures/data/real_mix/heldout_eval.csv"
+                )
+            ]
+            if "data" in ablation
+            else []
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------ draft traces
@@ -279,10 +333,18 @@ def position_acceptance(trace: pd.DataFrame, by: str | None = None) -> pd.DataFr
     df = _rounds(trace)
     df["reached"] = df.groupby(ROUND_KEY, sort=False)["leading"].shift(1).fillna(1).astype(int)
     keys = ([by] if by else []) + ["position"]
-    out = df.groupby(keys).agg(drafts=("accepted", "size"), accepted=("accepted", "sum"),
-                               reached=("reached", "sum"), accepted_reached=("leading", "sum")).reset_index()
+    out = (
+        df.groupby(keys)
+        .agg(
+            drafts=("accepted", "size"),
+            accepted=("accepted", "sum"),
+            reached=("reached", "sum"),
+            accepted_reached=("leading", "sum"),
+        )
+        .reset_index()
+    )
     out["acceptance"] = out["accepted"] / out["drafts"]
-    out["conditional"] = (out["accepted_reached"] / out["reached"].where(out["reached"] > 0))
+    out["conditional"] = out["accepted_reached"] / out["reached"].where(out["reached"] > 0)
     return out.drop(columns="accepted_reached")
 
 
@@ -293,10 +355,12 @@ def ctar_from_trace(trace: pd.DataFrame, windows: Iterable[int] = range(1, 7), b
     per_round = df.groupby(ROUND_KEY + ([by] if by and by not in ROUND_KEY else []), sort=False)["leading"].sum()
     per_round = per_round.rename("leading").reset_index()
     rows = []
-    for key, group in (per_round.groupby(by) if by else [(None, per_round)]):
+    for key, group in per_round.groupby(by) if by else [(None, per_round)]:
         for w in windows:
-            rows.append(({by: key} if by else {}) | {"window": w, "rounds": len(group),
-                                                     "ctar": float((group["leading"] >= w).mean())})
+            rows.append(
+                ({by: key} if by else {})
+                | {"window": w, "rounds": len(group), "ctar": float((group["leading"] >= w).mean())}
+            )
     return pd.DataFrame(rows)
 
 
@@ -304,29 +368,58 @@ def acceptance_by_position(trace: pd.DataFrame) -> Figure:
     """bench/draft_trace.csv: share of i-th drafts accepted, overall (with the conditional rate) and per category."""
     overall, per_cat = position_acceptance(trace), position_acceptance(trace, by="category")
     fig, ax, bx = _two_panels()
-    bars = ax.bar(overall["position"], overall["acceptance"], color=_color("kangaroo"), label="share of i-th drafts accepted")
-    ax.plot(overall["position"], overall["conditional"], "o--", color="black", ms=4,
-            label="accepted given drafts 1..i-1 accepted")
+    bars = ax.bar(
+        overall["position"], overall["acceptance"], color=_color("kangaroo"), label="share of i-th drafts accepted"
+    )
+    ax.plot(
+        overall["position"],
+        overall["conditional"],
+        "o--",
+        color="black",
+        ms=4,
+        label="accepted given drafts 1..i-1 accepted",
+    )
     for bar, value, conditional in zip(bars, overall["acceptance"], overall["conditional"]):
         # inside a tall bar (white), above a short one; never on the conditional line's marker just above it
         inside = value > 0.12 or (pd.notna(conditional) and abs(conditional - value) < 0.06)
-        ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value if not inside else value / 2),
-                    xytext=(0, 0 if inside else 1.5), textcoords="offset points", ha="center",
-                    va="center" if inside else "bottom", fontsize=8, color="white" if inside and value > 0.04 else "black")
+        ax.annotate(
+            f"{value:.2f}",
+            (bar.get_x() + bar.get_width() / 2, value if not inside else value / 2),
+            xytext=(0, 0 if inside else 1.5),
+            textcoords="offset points",
+            ha="center",
+            va="center" if inside else "bottom",
+            fontsize=8,
+            color="white" if inside and value > 0.04 else "black",
+        )
     ax.set(xlabel="draft position i in its round", ylabel="acceptance", ylim=(0, 1.05), title="all categories")
     for category in _category_order(per_cat["category"]):
         d = per_cat[per_cat["category"] == category]
-        bx.plot(d["position"], d["acceptance"], "o-", ms=4, color=CATEGORY_COLORS.get(category),
-                label=CATEGORY_LABELS.get(category, category))
-    bx.set(xlabel="draft position i in its round", ylabel="share of i-th drafts accepted", ylim=(0, 1.05),
-           title="per category")
+        bx.plot(
+            d["position"],
+            d["acceptance"],
+            "o-",
+            ms=4,
+            color=CATEGORY_COLORS.get(category),
+            label=CATEGORY_LABELS.get(category, category),
+        )
+    bx.set(
+        xlabel="draft position i in its round",
+        ylabel="share of i-th drafts accepted",
+        ylim=(0, 1.05),
+        title="per category",
+    )
     for a in (ax, bx):
         a.set_xticks(sorted(overall["position"].unique()))
         a.grid(alpha=0.3, axis="y")
         a.legend(fontsize=8)
     max_draft = int(trace["position"].max())
-    return _finish(fig, f"Acceptance by draft position (trace at η = 0, γ = {max_draft})", provenance(trace),
-                   [f"{_n_rounds(trace):,} rounds, {len(trace):,} drafts"])
+    return _finish(
+        fig,
+        f"Acceptance by draft position (trace at η = 0, γ = {max_draft})",
+        provenance(trace),
+        [f"{_n_rounds(trace):,} rounds, {len(trace):,} drafts"],
+    )
 
 
 def _n_rounds(trace: pd.DataFrame) -> int:
@@ -341,8 +434,15 @@ def _confidence_hist(ax, trace: pd.DataFrame, threshold: float | None, legend: b
     for flag, name, color in ((1, "accepted", ACCEPTED_COLOR), (0, "rejected", REJECTED_COLOR)):
         conf = trace.loc[trace["accepted"] == flag, "confidence"]
         if len(conf):
-            ax.hist(conf, bins=BINS, weights=np.full(len(conf), 1 / len(conf)), color=color, alpha=0.55,
-                    edgecolor=color, label=f"{name} ({len(conf):,})")
+            ax.hist(
+                conf,
+                bins=BINS,
+                weights=np.full(len(conf), 1 / len(conf)),
+                color=color,
+                alpha=0.55,
+                edgecolor=color,
+                label=f"{name} ({len(conf):,})",
+            )
     if threshold is not None:
         ax.axvline(threshold, color="black", ls="--", lw=1, label=f"η = {threshold:g}")
     ax.set_xlim(0, 1)
@@ -354,13 +454,23 @@ def confidence_accepted_vs_rejected(trace: pd.DataFrame, threshold: float = DEFA
     """bench/draft_trace.csv: histograms of the draft's top-1 probability for accepted and rejected drafts."""
     fig, ax, bx = _two_panels()
     _confidence_hist(ax, trace, threshold)
-    ax.set(xlabel="draft confidence (top-1 probability of the draft head)", ylabel="share of the group's drafts",
-           title="all positions")
+    ax.set(
+        xlabel="draft confidence (top-1 probability of the draft head)",
+        ylabel="share of the group's drafts",
+        title="all positions",
+    )
     _confidence_hist(bx, trace[trace["position"] == 1], threshold)
-    bx.set(xlabel="draft confidence (top-1 probability of the draft head)", ylabel="share of the group's drafts",
-           title="first draft of each round only")
-    return _finish(fig, "Draft confidence: accepted vs rejected drafts", provenance(trace),
-                   ["rejected = not accepted, including drafts after the first rejection in their round"])
+    bx.set(
+        xlabel="draft confidence (top-1 probability of the draft head)",
+        ylabel="share of the group's drafts",
+        title="first draft of each round only",
+    )
+    return _finish(
+        fig,
+        "Draft confidence: accepted vs rejected drafts",
+        provenance(trace),
+        ["rejected = not accepted, including drafts after the first rejection in their round"],
+    )
 
 
 def confidence_by_category(trace: pd.DataFrame, threshold: float = DEFAULTS.threshold) -> Figure:
@@ -373,17 +483,19 @@ def confidence_by_category(trace: pd.DataFrame, threshold: float = DEFAULTS.thre
         d = trace[trace["category"] == category]
         _confidence_hist(ax, d, threshold, legend=False)
         share = d["accepted"].mean()
-        ax.set_title(f"{CATEGORY_LABELS.get(category, category)}: {share:.0%} of {len(d):,} drafts accepted",
-                     fontsize=9)
-    for ax in axes.flat[len(categories):]:
+        ax.set_title(
+            f"{CATEGORY_LABELS.get(category, category)}: {share:.0%} of {len(d):,} drafts accepted", fontsize=9
+        )
+    for ax in axes.flat[len(categories) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("draft confidence")
     for ax in axes[:, 0]:
         ax.set_ylabel("share of group")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend([h for h in handles], [lb.split(" (")[0] for lb in labels], loc="outside upper right", fontsize=8,
-               ncols=3)
+    fig.legend(
+        [h for h in handles], [lb.split(" (")[0] for lb in labels], loc="outside upper right", fontsize=8, ncols=3
+    )
     return _finish(fig, "Draft confidence by category: accepted vs rejected", provenance(trace))
 
 
@@ -411,11 +523,13 @@ def _tradeoff(df: pd.DataFrame, threshold: float) -> dict:
     accepted = df["accepted"] == 1
     n_acc, n_rej, n_rounds = int(accepted.sum()), int((~accepted).sum()), _n_rounds(df)
     kept, made_rejected = int((proposed & accepted).sum()), int((proposed & ~accepted).sum())
-    return {"threshold": float(threshold),
-            "accepted_kept": kept / n_acc if n_acc else float("nan"),
-            "rejected_avoided": (n_rej - made_rejected) / n_rej if n_rej else float("nan"),
-            "drafts_per_round": int(proposed.sum()) / n_rounds if n_rounds else float("nan"),
-            "accepted_per_round": kept / n_rounds if n_rounds else float("nan")}
+    return {
+        "threshold": float(threshold),
+        "accepted_kept": kept / n_acc if n_acc else float("nan"),
+        "rejected_avoided": (n_rej - made_rejected) / n_rej if n_rej else float("nan"),
+        "drafts_per_round": int(proposed.sum()) / n_rounds if n_rounds else float("nan"),
+        "accepted_per_round": kept / n_rounds if n_rounds else float("nan"),
+    }
 
 
 def eta_tradeoff(trace: pd.DataFrame, threshold: float = DEFAULTS.threshold) -> Figure:
@@ -426,11 +540,16 @@ def eta_tradeoff(trace: pd.DataFrame, threshold: float = DEFAULTS.threshold) -> 
     ax.plot(curve["threshold"], curve["rejected_avoided"], color=REJECTED_COLOR, label="rejected drafts avoided")
     ax.plot(curve["threshold"], 1 - curve["accepted_kept"], color=ACCEPTED_COLOR, label="accepted drafts lost")
     ax.axvline(threshold, color="black", ls="--", lw=1, label=f"η = {threshold:g}")
-    ax.set(xlabel="threshold η (stop drafting after a draft with confidence < η)", ylabel="share of drafts",
-           ylim=(0, 1.02), xlim=(0, 1))
+    ax.set(
+        xlabel="threshold η (stop drafting after a draft with confidence < η)",
+        ylabel="share of drafts",
+        ylim=(0, 1.02),
+        xlim=(0, 1),
+    )
     ax2 = ax.twinx()
-    ax2.plot(curve["threshold"], curve["drafts_per_round"], color="0.5", ls=":",
-             label="drafts proposed per round (right)")
+    ax2.plot(
+        curve["threshold"], curve["drafts_per_round"], color="0.5", ls=":", label="drafts proposed per round (right)"
+    )
     ax2.set_ylabel("drafts proposed per round", color="0.4")
     ax2.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
@@ -439,19 +558,44 @@ def eta_tradeoff(trace: pd.DataFrame, threshold: float = DEFAULTS.threshold) -> 
     for e in (0.2, 0.4, 0.6, 0.8):
         p = curve.iloc[(curve["threshold"] - e).abs().argmin()]
         bx.plot(p["rejected_avoided"], 1 - p["accepted_kept"], ".", color="0.4")
-        bx.annotate(f"η={e:g}", (p["rejected_avoided"], 1 - p["accepted_kept"]), fontsize=7, color="0.4",
-                    xytext=(-4, 4), textcoords="offset points", ha="right")
-    bx.plot(here["rejected_avoided"], 1 - here["accepted_kept"], "o", ms=8, color=_color("kangaroo"),
-            label=f"η = {threshold:g}: {here['rejected_avoided']:.0%} of rejected drafts avoided, "
-                  f"{1 - here['accepted_kept']:.0%} of accepted lost")
-    bx.set(xlabel="share of rejected drafts avoided", ylabel="share of accepted drafts lost", xlim=(0, 1.02),
-           ylim=(0, 1.02))
+        bx.annotate(
+            f"η={e:g}",
+            (p["rejected_avoided"], 1 - p["accepted_kept"]),
+            fontsize=7,
+            color="0.4",
+            xytext=(-4, 4),
+            textcoords="offset points",
+            ha="right",
+        )
+    bx.plot(
+        here["rejected_avoided"],
+        1 - here["accepted_kept"],
+        "o",
+        ms=8,
+        color=_color("kangaroo"),
+        label=f"η = {threshold:g}: {here['rejected_avoided']:.0%} of rejected drafts avoided, "
+        f"{1 - here['accepted_kept']:.0%} of accepted lost",
+    )
+    bx.set(
+        xlabel="share of rejected drafts avoided",
+        ylabel="share of accepted drafts lost",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+    )
     bx.legend(fontsize=8, loc="upper left")
     for a in (ax, bx):
         a.grid(alpha=0.3)
-    return _finish(fig, "The confidence threshold η: wasted drafts saved vs accepted drafts lost", provenance(trace),
-                   [("replayed on a trace recorded at η = 0: a round's drafts up to and including its first "
-                    "draft with confidence < η count as proposed")])
+    return _finish(
+        fig,
+        "The confidence threshold η: wasted drafts saved vs accepted drafts lost",
+        provenance(trace),
+        [
+            (
+                "replayed on a trace recorded at η = 0: a round's drafts up to and including its first "
+                "draft with confidence < η count as proposed"
+            )
+        ],
+    )
 
 
 def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
@@ -466,7 +610,7 @@ def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
         values = overall.loc[overall["method"] == method, columns].iloc[0].astype(float)
         ax.plot(windows, values, "o-", color=_color(method), label=_method_label(method))
         zero = np.flatnonzero(values.to_numpy() == 0)
-        if len(zero) and zero[0] > 0 and (values.iloc[zero[0]:] == 0).all():  # CTAR(w) = 0 from some w on
+        if len(zero) and zero[0] > 0 and (values.iloc[zero[0] :] == 0).all():  # CTAR(w) = 0 from some w on
             capped.append(f"{_method_label(method)}: no round emitted more than {windows[zero[0]]} tokens")
     if capped:
         notes = ["; ".join(capped)] + notes
@@ -477,8 +621,14 @@ def ctar(summary: pd.DataFrame, trace: pd.DataFrame | None = None) -> Figure:
     main = rows[(rows["method"] == "kangaroo") & (rows["category"] != "overall")]
     for category in _category_order(main["category"]):
         values = main.loc[main["category"] == category, columns].iloc[0].astype(float)
-        bx.plot(windows, values, "o-", ms=4, color=CATEGORY_COLORS.get(category),
-                label=CATEGORY_LABELS.get(category, category))
+        bx.plot(
+            windows,
+            values,
+            "o-",
+            ms=4,
+            color=CATEGORY_COLORS.get(category),
+            label=CATEGORY_LABELS.get(category, category),
+        )
     bx.set(title="Kangaroo per category", xlabel="window w (tokens)", ylabel="CTAR(w)")
     if main.empty:
         bx.text(0.5, 0.5, "no per-category Kangaroo rows", transform=bx.transAxes, ha="center", color="0.4")
@@ -513,27 +663,50 @@ def speedup_by_category(summary: pd.DataFrame) -> Figure:
     same = rows[(rows["category"] == "overall") & rows["identical_to_ar"].notna() & (rows["method"] != "ar")]
     if len(same):
         same = same.set_index("method")["identical_to_ar"].astype(float)
-        notes = ["questions answered exactly as ar did (greedy, token for token): " + ", ".join(
-            f"{m} {same[m]:.0%}" for m in _method_order(same.index))] + notes
+        notes = [
+            "questions answered exactly as ar did (greedy, token for token): "
+            + ", ".join(f"{m} {same[m]:.0%}" for m in _method_order(same.index))
+        ] + notes
     return _finish(fig, "Speedup and tokens per round per Spec-Bench category", provenance(summary), notes)
 
 
-def _grouped_bars(ax, rows: pd.DataFrame, column: str, categories: list[str], methods: list[str],
-                  hatch: str | None = None, fmt: str = "{:.2f}"):
+def _grouped_bars(
+    ax,
+    rows: pd.DataFrame,
+    column: str,
+    categories: list[str],
+    methods: list[str],
+    hatch: str | None = None,
+    fmt: str = "{:.2f}",
+):
     """One group of bars per category, one bar per method (a missing value leaves a gap); labelled values."""
     width = 0.8 / max(1, len(methods))
     x = np.arange(len(categories))
     for i, method in enumerate(methods):
         d = rows[rows["method"] == method].set_index("category")[column].astype(float)
         values = [d.get(c, np.nan) for c in categories]
-        bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, color=_color(method),
-                      label=_method_label(method), hatch=hatch, edgecolor="white" if hatch else None)
+        bars = ax.bar(
+            x + (i - (len(methods) - 1) / 2) * width,
+            values,
+            width,
+            color=_color(method),
+            label=_method_label(method),
+            hatch=hatch,
+            edgecolor="white" if hatch else None,
+        )
         if len(methods) > 6:  # narrow bars: the labels stand upright
             for bar in bars:
                 if np.isfinite(bar.get_height()):
-                    ax.annotate(fmt.format(bar.get_height()), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=6,
-                                rotation=90)
+                    ax.annotate(
+                        fmt.format(bar.get_height()),
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        rotation=90,
+                    )
         else:
             _label_bars(ax, bars, fmt, 6.5 if len(methods) > 3 else 7.5)
     ax.set_xticks(x, [CATEGORY_LABELS.get(c, c) for c in categories])
@@ -548,12 +721,15 @@ def methods_overview(summary: pd.DataFrame) -> Figure:
     methods = _method_order(overall.index)
     o = overall.reindex(methods)
     y = np.arange(len(methods))
-    fig, axes = _new_figure(3, size=(13.5, 1.9 + 0.5 * len(methods)), sharey=True,
-                            gridspec_kw={"width_ratios": [1.0, 1.3, 0.9]})
+    fig, axes = _new_figure(
+        3, size=(13.5, 1.9 + 0.5 * len(methods)), sharey=True, gridspec_kw={"width_ratios": [1.0, 1.3, 0.9]}
+    )
     ax, bx, cx = axes[0]
     colors = [_color(m) for m in methods]
-    for a, column, fmt, xlabel in ((ax, "speedup_vs_ar", "{:.2f}×", "speedup over ar (overall tokens/s ÷ ar's)"),
-                                   (bx, "mean_accepted", "{:.2f}", "tokens per round (accepted + the target's)")):
+    for a, column, fmt, xlabel in (
+        (ax, "speedup_vs_ar", "{:.2f}×", "speedup over ar (overall tokens/s ÷ ar's)"),
+        (bx, "mean_accepted", "{:.2f}", "tokens per round (accepted + the target's)"),
+    ):
         values = o[column].astype(float).to_numpy()
         bars = a.barh(y, values, height=0.6, color=colors)
         for bar, v, m in zip(bars, values, methods):
@@ -561,8 +737,14 @@ def methods_overview(summary: pd.DataFrame) -> Figure:
                 extra = ""
                 if column == "mean_accepted" and pd.notna(o.loc[m, "nodes_per_round"]) and m != "ar":
                     extra = f"   ({o.loc[m, 'nodes_per_round']:.3g} candidates verified)"
-                a.annotate(fmt.format(v) + extra, (v, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
-                           textcoords="offset points", va="center", fontsize=8)
+                a.annotate(
+                    fmt.format(v) + extra,
+                    (v, bar.get_y() + bar.get_height() / 2),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                )
         a.axvline(1, color=_color("ar"), ls="--", lw=1)
         top = np.nanmax(values) if np.isfinite(values).any() else 1.0
         a.set(xlabel=xlabel, xlim=(0, top * (1.9 if column == "mean_accepted" else 1.25)))
@@ -572,9 +754,11 @@ def methods_overview(summary: pd.DataFrame) -> Figure:
     ax.set_title("speed")
     bx.set_title("tokens per verification round")
     _overview_table(cx, o, y)
-    notes = ["identical: share of questions whose greedy answer equals ar's token for token (bench/mismatches.csv "
-             "lists each first divergence with ar's top-2 logit gap); host syncs: reads of device values "
-             "per round (ar: per token)"] + notes
+    notes = [
+        "identical: share of questions whose greedy answer equals ar's token for token (bench/mismatches.csv "
+        "lists each first divergence with ar's top-2 logit gap); host syncs: reads of device values "
+        "per round (ar: per token)"
+    ] + notes
     questions = int(o["questions"].max()) if "questions" in o and o["questions"].notna().any() else None
     title = "Every method on the mini-bench, overall" + (f" ({questions} questions)" if questions else "")
     return _finish(fig, title, provenance(summary), notes)
@@ -583,7 +767,8 @@ def methods_overview(summary: pd.DataFrame) -> Figure:
 OVERVIEW_COLUMNS = (  # column -> (header, format) of the text table beside `methods_overview`'s bars
     ("draft_steps_per_round", "draft steps\nper round", "{:.2f}"),
     ("syncs_per_round", "host syncs\nper round", "{:.2f}"),
-    ("identical_to_ar", "identical\nto ar", "{:.0%}"))
+    ("identical_to_ar", "identical\nto ar", "{:.0%}"),
+)
 
 
 def _overview_table(ax, overall: pd.DataFrame, y: np.ndarray):
@@ -594,8 +779,15 @@ def _overview_table(ax, overall: pd.DataFrame, y: np.ndarray):
         values = overall[column] if column in overall else pd.Series(np.nan, index=overall.index)
         for yi, v in zip(y, values):
             low = column == "identical_to_ar" and pd.notna(v) and float(v) < 1
-            ax.text(j + 0.5, yi, "–" if pd.isna(v) else fmt.format(float(v)), ha="center", va="center", fontsize=9,
-                    color=REJECTED_COLOR if low else "black")
+            ax.text(
+                j + 0.5,
+                yi,
+                "–" if pd.isna(v) else fmt.format(float(v)),
+                ha="center",
+                va="center",
+                fontsize=9,
+                color=REJECTED_COLOR if low else "black",
+            )
     ax.tick_params(left=False, bottom=False, labelbottom=False)
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
@@ -607,11 +799,15 @@ def _sweep_parts(sweep: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     notes = []
     if len(ar) >= 2 and pd.notna(ar["speedup_vs_ar"].iloc[-1]):
         drift = float(ar["speedup_vs_ar"].iloc[-1])
-        notes.append(f"ar ran at {drift:.2f}x its first speed by the end of the sweep"
-                     + ("" if 0.9 <= drift <= 1.1 else ": the machine drifted, treat these speedups with care"))
+        notes.append(
+            f"ar ran at {drift:.2f}x its first speed by the end of the sweep"
+            + ("" if 0.9 <= drift <= 1.1 else ": the machine drifted, treat these speedups with care")
+        )
     if len(ar):
-        notes.append(f"ar baseline {float(ar['tokens_per_s'].iloc[0]):.1f} tokens/s; "
-                     f"{int(ar['questions'].iloc[0])} questions per setting")
+        notes.append(
+            f"ar baseline {float(ar['tokens_per_s'].iloc[0]):.1f} tokens/s; "
+            f"{int(ar['questions'].iloc[0])} questions per setting"
+        )
     return sweep[sweep["method"] != "ar"].copy(), notes
 
 
@@ -622,13 +818,28 @@ def speedup_vs_exit_ratio(sweep: pd.DataFrame, n_layers: int = N_LAYERS) -> Figu
     ratio = rows["exit_layer"] / n_layers
     shipped = rows["adapter"].astype(str).eq("shipped")
     fig, ax, bx = _two_panels()
-    for a, column, ylabel in ((ax, "speedup_vs_ar", "speedup over ar"),
-                              (bx, "mean_accepted", "mean accepted tokens per round")):
-        a.plot(ratio[shipped], rows.loc[shipped, column], "o-", ms=7, color=_color("kangaroo"),
-               label="trained adapter (shipped)")  # the line joins trained adapters only
+    for a, column, ylabel in (
+        (ax, "speedup_vs_ar", "speedup over ar"),
+        (bx, "mean_accepted", "mean accepted tokens per round"),
+    ):
+        a.plot(
+            ratio[shipped],
+            rows.loc[shipped, column],
+            "o-",
+            ms=7,
+            color=_color("kangaroo"),
+            label="trained adapter (shipped)",
+        )  # the line joins trained adapters only
         if (~shipped).any():
-            a.plot(ratio[~shipped], rows.loc[~shipped, column], "o", ms=7, mfc="white", color=_color("kangaroo"),
-                   label="untrained adapter")
+            a.plot(
+                ratio[~shipped],
+                rows.loc[~shipped, column],
+                "o",
+                ms=7,
+                mfc="white",
+                color=_color("kangaroo"),
+                label="untrained adapter",
+            )
         for r, layer, v in zip(ratio, rows["exit_layer"], rows[column]):
             a.annotate(f"l={int(layer)}", (r, v), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
         a.axhline(1, color=_color("ar"), ls="--", lw=1, label="ar" if column == "speedup_vs_ar" else "1 token")
@@ -641,8 +852,17 @@ def speedup_vs_exit_ratio(sweep: pd.DataFrame, n_layers: int = N_LAYERS) -> Figu
     return _finish(fig, title, provenance(sweep), notes)
 
 
-def _heatmap(fig, ax, grid: pd.DataFrame, label: str, fmt: str, cmap: str, mark_best: bool,
-             sub: pd.DataFrame | None = None, sub_fmt: str = "{:.2f}"):
+def _heatmap(
+    fig,
+    ax,
+    grid: pd.DataFrame,
+    label: str,
+    fmt: str,
+    cmap: str,
+    mark_best: bool,
+    sub: pd.DataFrame | None = None,
+    sub_fmt: str = "{:.2f}",
+):
     """grid (rows x columns) as coloured cells, each annotated with fmt (and a smaller line from `sub`, same
     shape); "not run" where a value is missing; a red box on the highest cell if mark_best."""
     im = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap=cmap)
@@ -654,8 +874,15 @@ def _heatmap(fig, ax, grid: pd.DataFrame, label: str, fmt: str, cmap: str, mark_
         if np.isfinite(v):
             dark = (v - lo) / (hi - lo or 1) < 0.6
             text = fmt.format(v) if sub is None else f"{fmt.format(v)}\n{sub_fmt.format(sub.iat[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7 if sub is None else 8,
-                    color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7 if sub is None else 8,
+                color="white" if dark else "black",
+            )
         elif sub is not None:
             ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="0.5")
     if mark_best and np.isfinite(values).any():
@@ -669,15 +896,21 @@ def eta_gamma_heatmap(sweep: pd.DataFrame) -> Figure:
     most drafts)."""
     rows, notes = _sweep_parts(sweep)
     fig, ax, bx = _two_panels(size=(WIDE, 4.8))
-    for a, column, label, cmap, best in ((ax, "speedup_vs_ar", "speedup over ar", "viridis", True),
-                                         (bx, "mean_accepted", "mean accepted tokens per round", "magma", False)):
+    for a, column, label, cmap, best in (
+        (ax, "speedup_vs_ar", "speedup over ar", "viridis", True),
+        (bx, "mean_accepted", "mean accepted tokens per round", "magma", False),
+    ):
         grid = rows.pivot_table(index="threshold", columns="max_draft", values=column, aggfunc="mean")
         _heatmap(fig, a, grid, label, "{:.2f}", cmap, best)
         a.set(xlabel="γ: most drafts per round", ylabel="η: confidence threshold", title=label)
     best = rows.loc[rows["speedup_vs_ar"].astype(float).idxmax()] if rows["speedup_vs_ar"].notna().any() else None
     if best is not None:
-        notes = [(f"best (red box): η = {best['threshold']:g}, γ = {int(best['max_draft'])}: "
-                 f"{best['speedup_vs_ar']:.2f}x, {best['mean_accepted']:.2f} tokens per round")] + notes
+        notes = [
+            (
+                f"best (red box): η = {best['threshold']:g}, γ = {int(best['max_draft'])}: "
+                f"{best['speedup_vs_ar']:.2f}x, {best['mean_accepted']:.2f} tokens per round"
+            )
+        ] + notes
     layer = int(rows["exit_layer"].iloc[0]) if len(rows) else DEFAULT_EXIT_LAYER
     return _finish(fig, f"Threshold η × most drafts γ at exit layer l = {layer}", provenance(sweep), notes)
 
@@ -688,8 +921,11 @@ EXIT_LABELS = {"host": "host exit", "device": "device mask"}  # where η stops a
 def tree_sweep_grid(sweep: pd.DataFrame, method: str) -> pd.DataFrame:
     """sweep_tree.csv -> the rows of `method`'s main grid (node budget x depth): η = 0, drafting stopped on the
     device, and the most common top-k and lookup length of those rows; the other rows of the method are variants."""
-    rows = sweep[(sweep["method"] == method) & (sweep["threshold"].astype(float) == 0)
-                 & (sweep["early_exit"].astype(str) == "device")]
+    rows = sweep[
+        (sweep["method"] == method)
+        & (sweep["threshold"].astype(float) == 0)
+        & (sweep["early_exit"].astype(str) == "device")
+    ]
     for column in ("top_k", "lookup_tokens"):
         if len(rows):
             rows = rows[rows[column] == rows[column].mode().iloc[0]]
@@ -702,8 +938,11 @@ def _setting(row: pd.Series) -> str:
     if method == "pld":
         return f"lookup {int(row['lookup_tokens'])} tokens"
     if method in TREE_METHODS:
-        depth = f"depth ≤ {int(row['max_draft'])}" if row["threshold"] > 0 and row["early_exit"] == "host" else \
-            f"depth {int(row['max_draft'])}"
+        depth = (
+            f"depth ≤ {int(row['max_draft'])}"
+            if row["threshold"] > 0 and row["early_exit"] == "host"
+            else f"depth {int(row['max_draft'])}"
+        )
         parts += [f"top-k {int(row['top_k'])}", depth, f"budget {int(row['node_budget'])}"]
         if method == "kangaroo+lookup":
             parts.append(f"lookup {int(row['lookup_tokens'])}")
@@ -718,8 +957,9 @@ def tree_sweep(sweep: pd.DataFrame) -> Figure:
     """bench/sweep_tree.csv: speedup over node budget x depth for the trees (heatmaps, η = 0, top-k and lookup
     fixed) and every other setting as a bar (top-k, η with host exit or device mask, lookup lengths, the chain)."""
     rows, notes = _sweep_parts(sweep)
-    rows = rows.assign(threshold=rows["threshold"].astype(float).fillna(0),
-                       speedup_vs_ar=rows["speedup_vs_ar"].astype(float))
+    rows = rows.assign(
+        threshold=rows["threshold"].astype(float).fillna(0), speedup_vs_ar=rows["speedup_vs_ar"].astype(float)
+    )
     grids = {m: tree_sweep_grid(rows, m) for m in TREE_METHODS}
     bests = [g.loc[g["speedup_vs_ar"].idxmax()] for g in grids.values() if g["speedup_vs_ar"].notna().any()]
     variants = pd.concat([rows.drop(index=pd.concat(grids.values()).index), pd.DataFrame(bests)])
@@ -732,12 +972,19 @@ def tree_sweep(sweep: pd.DataFrame) -> Figure:
     best = rows.loc[rows["speedup_vs_ar"].idxmax()] if rows["speedup_vs_ar"].notna().any() else None
     _variant_bars(bottom.subplots(), variants, {b.name for b in bests}, None if best is None else best.name)
     if best is not None:
-        notes = [(f"best setting of the sweep (★): {_method_label(best['method'])}, {_setting(best)}: "
-                  f"{best['speedup_vs_ar']:.2f}× ar, {best['mean_accepted']:.2f} tokens per round")] + notes
-    notes.append("device mask: η only masks nodes on the device (no host read, no work saved); host exit: drafting "
-                 "stops after the first draft below η, one host read per draft step")
-    return _finish(fig, "Trees and lookup: speedup over ar for each setting of the tree sweep", provenance(sweep),
-                   notes)
+        notes = [
+            (
+                f"best setting of the sweep (★): {_method_label(best['method'])}, {_setting(best)}: "
+                f"{best['speedup_vs_ar']:.2f}× ar, {best['mean_accepted']:.2f} tokens per round"
+            )
+        ] + notes
+    notes.append(
+        "device mask: η only masks nodes on the device (no host read, no work saved); host exit: drafting "
+        "stops after the first draft below η, one host read per draft step"
+    )
+    return _finish(
+        fig, "Trees and lookup: speedup over ar for each setting of the tree sweep", provenance(sweep), notes
+    )
 
 
 def _tree_heatmap(fig, ax, grid: pd.DataFrame, method: str):
@@ -749,8 +996,17 @@ def _tree_heatmap(fig, ax, grid: pd.DataFrame, method: str):
         return
     speed = grid.pivot_table(index="max_draft", columns="node_budget", values="speedup_vs_ar", aggfunc="mean")
     tokens = grid.pivot_table(index="max_draft", columns="node_budget", values="mean_accepted", aggfunc="mean")
-    _heatmap(fig, ax, speed, "speedup over ar", "{:.2f}×", "viridis", True, sub=tokens.reindex_like(speed),
-             sub_fmt="{:.2f} tok/round")
+    _heatmap(
+        fig,
+        ax,
+        speed,
+        "speedup over ar",
+        "{:.2f}×",
+        "viridis",
+        True,
+        sub=tokens.reindex_like(speed),
+        sub_fmt="{:.2f} tok/round",
+    )
     k, lookup = int(grid["top_k"].iloc[0]), int(grid["lookup_tokens"].iloc[0])
     fixed = f"η = 0, top-k {k}" + (f", lookup {lookup} tokens" if method == "kangaroo+lookup" else "")
     ax.set_title(_method_label(method), color=_color(method), fontweight="bold", pad=16)
@@ -764,27 +1020,43 @@ def _variant_bars(ax, variants: pd.DataFrame, grid_bests: set, best):
     y = np.arange(len(variants))
     values = variants["speedup_vs_ar"].to_numpy(float)
     is_grid_best = [i in grid_bests for i in variants.index]
-    bars = ax.barh(y, values, height=0.65, color=[_color(m) for m in variants["method"]],
-                   hatch=["//" if g else None for g in is_grid_best], edgecolor="white")
+    bars = ax.barh(
+        y,
+        values,
+        height=0.65,
+        color=[_color(m) for m in variants["method"]],
+        hatch=["//" if g else None for g in is_grid_best],
+        edgecolor="white",
+    )
     labels = []
     for (_, row), bar, grid_best in zip(variants.iterrows(), bars, is_grid_best):
         starred = row.name == best
-        labels.append(f"{_method_label(row['method'])}: {_setting(row)}"
-                      + (" (best of the heatmap)" if grid_best else ""))
+        labels.append(
+            f"{_method_label(row['method'])}: {_setting(row)}" + (" (best of the heatmap)" if grid_best else "")
+        )
         syncs = row.get("syncs_per_round")  # one per round unless η stops drafting on the host
         syncs = f" · {syncs:.2f} host syncs/round" if pd.notna(syncs) and abs(syncs - 1) > 0.01 else ""
         value = f"{row['speedup_vs_ar']:.2f}× · {row['mean_accepted']:.2f} tok/round{syncs}"
-        ax.annotate(("★ " if starred else "") + value,
-                    (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0), textcoords="offset points",
-                    va="center", fontsize=8, fontweight="bold" if starred else "normal")
+        ax.annotate(
+            ("★ " if starred else "") + value,
+            (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            fontweight="bold" if starred else "normal",
+        )
     ax.set_yticks(y, labels, fontsize=8)
     for tick, i in zip(ax.get_yticklabels(), variants.index):
         tick.set_fontweight("bold" if i == best else "normal")
     ax.invert_yaxis()
     ax.axvline(1, color=_color("ar"), ls="--", lw=1)
     top = np.nanmax(values) if np.isfinite(values).any() else 1.0
-    ax.set(xlabel="speedup over ar (the sweep's first ar row)", xlim=(0, top * 1.45),
-           title="the other settings, beside the best cell of each heatmap")
+    ax.set(
+        xlabel="speedup over ar (the sweep's first ar row)",
+        xlim=(0, top * 1.45),
+        title="the other settings, beside the best cell of each heatmap",
+    )
     ax.grid(alpha=0.3, axis="x")
     if variants.empty:
         ax.text(0.5, 0.5, "no settings but ar in this sweep", transform=ax.transAxes, ha="center", color="0.4")
@@ -828,8 +1100,15 @@ def step_times(times: pd.DataFrame) -> Figure:
             if len(s):
                 ends.append((float(s["ratio"].iloc[-1]), float(s["tokens"].iloc[-1]), color))
         for (ratio, tokens, color), y in zip(sorted(ends), _spread([r for r, _, _ in sorted(ends)], 0.055 * top)):
-            ax.annotate(f"{ratio:.2f}×", (tokens, ratio), xytext=(tokens * 1.1, y), textcoords="data",
-                        va="center", fontsize=8, color=color)  # labels near each other (near 0) are pushed apart
+            ax.annotate(
+                f"{ratio:.2f}×",
+                (tokens, ratio),
+                xytext=(tokens * 1.1, y),
+                textcoords="data",
+                va="center",
+                fontsize=8,
+                color=color,
+            )  # labels near each other (near 0) are pushed apart
         ax.axhline(1, color="0.5", ls=":", lw=1, label="= full(1), one full step over one row")
         ax.set_xscale("log", base=2)
         ticks = sorted(d["tokens"].unique())
@@ -842,14 +1121,20 @@ def step_times(times: pd.DataFrame) -> Figure:
         ms_axis.set_ylabel("ms", color="0.35")
     axes[0, 0].set_ylabel("time ÷ the full step over one row, full(1)")
     axes[0, 0].set_ylim(0, top)
-    axes[0, 0].legend(loc="lower left", bbox_to_anchor=(0.0, 0.2), fontsize=8, title="step over R rows (l: the exit layer)",
-                      title_fontsize=8)  # the middle of the panel is empty: full and verify ~1, draft and shallow ~0
+    axes[0, 0].legend(
+        loc="lower left",
+        bbox_to_anchor=(0.0, 0.2),
+        fontsize=8,
+        title="step over R rows (l: the exit layer)",
+        title_fontsize=8,
+    )  # the middle of the panel is empty: full and verify ~1, draft and shallow ~0
     widest = int(table["tokens"].max())
     growth = table[(table["step"] == "full")].groupby("shape")["ratio"].max()
     notes = [f"{shape}: full({widest}) costs {g:.2f}× full(1)" for shape, g in growth.items()]
     notes.append("a round that verifies R candidate tokens pays verify(R), not R steps: widening a tree is nearly free")
-    return _finish(fig, "Width is almost free: a step over many rows costs little more than over one",
-                   provenance(times), notes)
+    return _finish(
+        fig, "Width is almost free: a step over many rows costs little more than over one", provenance(times), notes
+    )
 
 
 def _spread(values: list[float], gap: float) -> list[float]:
@@ -878,13 +1163,19 @@ def projection_7b(projection: pd.DataFrame) -> Figure:
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=3, frameon=False)
     _projection_costs(bx, projection[projection["category"] == "overall"], methods)
     notes = [f"source: {s}" for s in _unique(projection, "source")]
-    notes.append("projected speedup = tokens per round × full(1) ms ÷ round ms; round ms = the round's layer steps "
-                 "timed on the 7B shape (random weights; host time left out, for ar too), tokens per round = measured "
-                 "on SmolLM2-135M: an estimate, not a run")
+    notes.append(
+        "projected speedup = tokens per round × full(1) ms ÷ round ms; round ms = the round's layer steps "
+        "timed on the 7B shape (random weights; host time left out, for ar too), tokens per round = measured "
+        "on SmolLM2-135M: an estimate, not a run"
+    )
     if "projected_ar_tokens_per_s" in projection and projection["projected_ar_tokens_per_s"].notna().any():
         notes.append(f"projected ar: {projection['projected_ar_tokens_per_s'].dropna().iloc[0]:.0f} tokens/s")
-    return _finish(fig, "PROJECTION, not measured end to end: every method on a Vicuna-7B-shaped model",
-                   provenance(projection), notes)
+    return _finish(
+        fig,
+        "PROJECTION, not measured end to end: every method on a Vicuna-7B-shaped model",
+        provenance(projection),
+        notes,
+    )
 
 
 def _projection_costs(ax, overall: pd.DataFrame, methods: list[str]):
@@ -906,10 +1197,20 @@ def _projection_costs(ax, overall: pd.DataFrame, methods: list[str]):
     for m in methods:
         if m in d.index and np.isfinite(cost[m]) and np.isfinite(tokens[m]):
             ax.plot(cost[m], tokens[m], "o", ms=8, color=_color(m))
-            ax.annotate(f"{_method_label(m)}\n{d.loc[m, 'projected_speedup']:.2f}×", (cost[m], tokens[m]),
-                        xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
-    ax.set(xlim=(0, x_top), ylim=(0, y_top), xlabel="round ms ÷ full(1) ms (7B shape)",
-           ylabel="tokens per round (SmolLM2 rounds)")
+            ax.annotate(
+                f"{_method_label(m)}\n{d.loc[m, 'projected_speedup']:.2f}×",
+                (cost[m], tokens[m]),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7.5,
+            )
+    ax.set(
+        xlim=(0, x_top),
+        ylim=(0, y_top),
+        xlabel="round ms ÷ full(1) ms (7B shape)",
+        ylabel="tokens per round (SmolLM2 rounds)",
+    )
     ax.grid(alpha=0.3)
 
 
@@ -980,8 +1281,11 @@ def round_tree(rnd, label: Callable[[int], str] = str) -> Figure:
     parents = list(range(-1, n - 1)) if rnd.parents is None else list(rnd.parents)
     accepted = list(rnd.accepted_indices)
     confidences = [float(c) for c in rnd.confidences]
-    sources = list(rnd.sources) if rnd.sources is not None else [
-        "lookup" if not np.isfinite(c) else "adapter" for c in confidences]  # no model drafted a lookup token
+    sources = (
+        list(rnd.sources)
+        if rnd.sources is not None
+        else ["lookup" if not np.isfinite(c) else "adapter" for c in confidences]
+    )  # no model drafted a lookup token
     depth, row = _tree_layout(parents, accepted[-1] if accepted else -1)
     target, root = n, n + 1
     fig, axes = _new_figure(size=(max(7.0, 1.05 * (depth.max() + 1) + 1.2), max(2.6, 0.36 * (row.max() + 1) + 1.7)))
@@ -990,23 +1294,59 @@ def round_tree(rnd, label: Callable[[int], str] = str) -> Figure:
     for i, p in enumerate(parents):  # edges: parent -> child
         a = root if p < 0 else p
         thick = i in on_path
-        ax.plot([depth[a], depth[i]], [row[a], row[i]], color=ACCEPTED_COLOR if thick else "0.7",
-                lw=3.2 if thick else 0.9, zorder=1, solid_capstyle="round")
+        ax.plot(
+            [depth[a], depth[i]],
+            [row[a], row[i]],
+            color=ACCEPTED_COLOR if thick else "0.7",
+            lw=3.2 if thick else 0.9,
+            zorder=1,
+            solid_capstyle="round",
+        )
     last = accepted[-1] if accepted else root
-    ax.plot([depth[last], depth[target]], [row[last], row[target]], color=ACCEPTED_COLOR, lw=3.2, ls=(0, (1.5, 1)),
-            zorder=1)
+    ax.plot(
+        [depth[last], depth[target]], [row[last], row[target]], color=ACCEPTED_COLOR, lw=3.2, ls=(0, (1.5, 1)), zorder=1
+    )
     box = dict(boxstyle="round,pad=0.25", lw=0.6, ec="0.45")
     for i in range(n):
-        ax.text(depth[i], row[i], _token_label(label(rnd.drafts[i])), ha="center", va="center", fontsize=8, zorder=3,
-                bbox=box | {"fc": NODE_COLORS.get(sources[i], "white"),
-                            **({"ec": ACCEPTED_COLOR, "lw": 2.0} if i in on_path else {})})
+        ax.text(
+            depth[i],
+            row[i],
+            _token_label(label(rnd.drafts[i])),
+            ha="center",
+            va="center",
+            fontsize=8,
+            zorder=3,
+            bbox=box
+            | {
+                "fc": NODE_COLORS.get(sources[i], "white"),
+                **({"ec": ACCEPTED_COLOR, "lw": 2.0} if i in on_path else {}),
+            },
+        )
         if np.isfinite(confidences[i]):
-            ax.annotate(f"{confidences[i]:.2f}", (depth[i], row[i]), xytext=(0, -8.5), textcoords="offset points",
-                        ha="center", va="top", fontsize=6, color="0.3", zorder=2,
-                        bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.8})
+            ax.annotate(
+                f"{confidences[i]:.2f}",
+                (depth[i], row[i]),
+                xytext=(0, -8.5),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=6,
+                color="0.3",
+                zorder=2,
+                bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
     ax.text(depth[root], row[root], "root", ha="center", va="center", fontsize=8, zorder=3, bbox=box | {"fc": "0.9"})
-    ax.text(depth[target], row[target], _token_label(label(rnd.token)), ha="center", va="center", fontsize=8,
-            fontweight="bold", zorder=3, bbox=box | {"fc": TARGET_NODE_COLOR, "ec": "black", "lw": 1.4})
+    ax.text(
+        depth[target],
+        row[target],
+        _token_label(label(rnd.token)),
+        ha="center",
+        va="center",
+        fontsize=8,
+        fontweight="bold",
+        zorder=3,
+        bbox=box | {"fc": TARGET_NODE_COLOR, "ec": "black", "lw": 1.4},
+    )
     ax.set_xlim(-0.6, depth.max() + 0.6)
     ax.set_ylim(row.max() + 0.7, -0.7)  # first child on top
     ax.set_xticks(range(int(depth.max()) + 1), ["root"] + [str(d) for d in range(1, int(depth.max()) + 1)])
@@ -1018,14 +1358,27 @@ def round_tree(rnd, label: Callable[[int], str] = str) -> Figure:
     kinds = [kind for kind, c in counts.items() if c]
     what = {"adapter": "adapter draft (its confidence below)", "lookup": "lookup token"}
     handles = [plt.Rectangle((0, 0), 1, 1, fc=NODE_COLORS[k], ec="0.45", label=what[k]) for k in kinds]
-    handles += [plt.Line2D([], [], color=ACCEPTED_COLOR, lw=3, label="accepted path"),
-                plt.Rectangle((0, 0), 1, 1, fc=TARGET_NODE_COLOR, ec="black", label="the target's own token")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles) if fig.get_figwidth() >= 9 else 2,
-               fontsize=8, frameon=False)
+    handles += [
+        plt.Line2D([], [], color=ACCEPTED_COLOR, lw=3, label="accepted path"),
+        plt.Rectangle((0, 0), 1, 1, fc=TARGET_NODE_COLOR, ec="black", label="the target's own token"),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=len(handles) if fig.get_figwidth() >= 9 else 2,
+        fontsize=8,
+        frameon=False,
+    )
     made = "".join(f"{counts[k]} {k}, " for k in kinds)
     emitted = len(accepted) + 1
-    return _finish(fig, (f"One round: {n} candidates ({made}{rnd.draft_steps} draft steps); {len(accepted)} accepted "
-                         f"+ the target's token = {emitted} token{'s' if emitted > 1 else ''}"), "")
+    return _finish(
+        fig,
+        (
+            f"One round: {n} candidates ({made}{rnd.draft_steps} draft steps); {len(accepted)} accepted "
+            f"+ the target's token = {emitted} token{'s' if emitted > 1 else ''}"
+        ),
+        "",
+    )
 
 
 def layer_predictions_heatmap(df: pd.DataFrame) -> Figure:
@@ -1038,14 +1391,17 @@ def layer_predictions_heatmap(df: pd.DataFrame) -> Figure:
     im = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
     match = df[df["top1_matches"].astype(bool)]
     rows, cols = {v: i for i, v in enumerate(grid.index)}, {v: j for j, v in enumerate(grid.columns)}
-    ax.scatter([cols[p] for p in match["position"]], [rows[lay] for lay in match["layer"]], s=6, c="white",
-               marker="o")
+    ax.scatter([cols[p] for p in match["position"]], [rows[lay] for lay in match["layer"]], s=6, c="white", marker="o")
     ax.set_xticks(range(grid.shape[1]), [_token_label(t) for t in tokens], rotation=90, fontsize=7)
     ax.set_yticks(range(grid.shape[0]), [str(int(v)) for v in grid.index], fontsize=7)
     ax.set(xlabel="position (the final model's top-1 token there)", ylabel="exit layer")
     fig.colorbar(im, ax=ax, label="p(final top-1) at this layer")
-    return _finish(fig, "What each layer would predict: early-exit heads vs the final model", provenance(df),
-                   ["white dot: that layer's own top-1 token is the final model's top-1"])
+    return _finish(
+        fig,
+        "What each layer would predict: early-exit heads vs the final model",
+        provenance(df),
+        ["white dot: that layer's own top-1 token is the final model's top-1"],
+    )
 
 
 def _tied_head(df: pd.DataFrame) -> int | None:
@@ -1076,15 +1432,29 @@ def cost_breakdown(df: pd.DataFrame, tied_head: bool | None = None) -> Figure:
             if column == "params" and i == tied:
                 bar.set(facecolor="white", edgecolor=_color("kangaroo"), hatch="//")
                 text += "  the embedding's weights (tied), counted once"
-            a.annotate(text, (v, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
-                       textcoords="offset points", va="center", fontsize=8)
+            a.annotate(
+                text,
+                (v, bar.get_y() + bar.get_height() / 2),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
         if column == "params" and tied is not None:
-            total = float(df["params"].sum() - df["params"].iloc[tied] + (df["params"].iloc[tied]
-                          - df.loc[df["part"].astype(str).str.startswith("embedding"), "params"].iloc[0]))
+            total = float(
+                df["params"].sum()
+                - df["params"].iloc[tied]
+                + (
+                    df["params"].iloc[tied]
+                    - df.loc[df["part"].astype(str).str.startswith("embedding"), "params"].iloc[0]
+                )
+            )
             adapters = df["part"].astype(str).str.contains("adapter")
             model_total = total - float(df.loc[adapters, "params"].sum())
-            notes.append(f"the LM head is tied to the embedding: its weights are drawn hollow and counted once "
-                         f"(model {model_total / 1e6:.1f} M parameters, each weight once)")
+            notes.append(
+                f"the LM head is tied to the embedding: its weights are drawn hollow and counted once "
+                f"(model {model_total / 1e6:.1f} M parameters, each weight once)"
+            )
         a.set_yticks(y, df["part"])
         a.invert_yaxis()
         a.set(xlabel=unit, xlim=(0, float(values.max()) * 1.2 if len(values) else 1))
@@ -1104,11 +1474,22 @@ def distribution_check(df: pd.DataFrame, top: int = 15) -> Figure:
     fig, axes = _new_figure(size=(max(8.0, 0.5 * len(d) + 2), TALL))
     ax = axes[0, 0]
     ax.bar(x - 0.2, d["target_p"], 0.4, color="0.4", label="target distribution p")
-    ax.bar(x + 0.2, p, 0.4, yerr=err, capsize=2, color=_color("kangaroo"),
-           label=f"speculative sampling, empirical (n = {int(n.max()):,}; 95% binomial interval)")
+    ax.bar(
+        x + 0.2,
+        p,
+        0.4,
+        yerr=err,
+        capsize=2,
+        color=_color("kangaroo"),
+        label=f"speculative sampling, empirical (n = {int(n.max()):,}; 95% binomial interval)",
+    )
     ids = d["token_id"] if "token_id" in d else [None] * len(d)
-    ax.set_xticks(x, [_token_label(t) + ("" if i is None else f" #{int(i)}") for t, i in zip(d["token"], ids)],
-                  rotation=45, ha="right")
+    ax.set_xticks(
+        x,
+        [_token_label(t) + ("" if i is None else f" #{int(i)}") for t, i in zip(d["token"], ids)],
+        rotation=45,
+        ha="right",
+    )
     ax.set(xlabel="token (text, then #id)", ylabel="probability", ylim=(0, None))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
@@ -1124,8 +1505,11 @@ def acceptance_vs_temperature(df: pd.DataFrame) -> Figure:
         for a, column in ((ax, "mean_accepted"), (bx, "acceptance_rate")):
             a.plot(g["temperature"], g[column], "o-", color=_color(method), label=_method_label(method))
     top = float(df["mean_accepted"].max()) if len(df) else 1.0
-    ax.set(xlabel="temperature (0 = greedy)", ylabel="mean accepted tokens per round",
-           ylim=(0, max(1.0, top if np.isfinite(top) else 1.0) * 1.15))  # room above the highest marker
+    ax.set(
+        xlabel="temperature (0 = greedy)",
+        ylabel="mean accepted tokens per round",
+        ylim=(0, max(1.0, top if np.isfinite(top) else 1.0) * 1.15),
+    )  # room above the highest marker
     bx.set(xlabel="temperature (0 = greedy)", ylabel="share of drafts accepted", ylim=(0, 1.05))
     for a in (ax, bx):
         a.grid(alpha=0.3)
@@ -1144,8 +1528,9 @@ PRODUCERS = {  # stored file (relative to the data folder) -> what produces it
     "bench/sweep_threshold.csv": "`kangaroo-lab bench --sweep threshold` on a GPU",
     "bench/step_times.csv": "`kangaroo-lab bench --costs` on a GPU",
     "bench/rows_identity.csv": "`scripts/gpu_speed.py --stages extras` on a GPU (ar and the chain over natural and fixed rows)",
-    "bench/projection_7b.csv": ("`kangaroo-lab bench --costs` on a GPU (from the run's rounds of every method "
-                                "and step times)"),
+    "bench/projection_7b.csv": (
+        "`kangaroo-lab bench --costs` on a GPU (from the run's rounds of every method and step times)"
+    ),
     "bench/sweep_tree.csv": "`kangaroo-lab bench --sweep tree` on a GPU (or the GPU script scripts/gpu_trees.py)",
 }
 
@@ -1183,8 +1568,9 @@ def missing_inputs(data_dir="figures/data") -> dict[str, str]:
     for stem, spec in FIGURES.items():
         missing = [name for name in spec.inputs if not (data_dir / name).is_file()]
         if missing:
-            why[stem] = "; ".join(f"{data_dir / name} is missing; it comes from {PRODUCERS.get(name, 'a GPU run')}"
-                                  for name in missing)
+            why[stem] = "; ".join(
+                f"{data_dir / name} is missing; it comes from {PRODUCERS.get(name, 'a GPU run')}" for name in missing
+            )
     return why
 
 
@@ -1204,8 +1590,10 @@ def build_figures(data_dir="figures/data", out_dir="figures", log: Callable[[str
         try:
             fig = spec.plot(*frames)
         except (KeyError, ValueError, IndexError, TypeError) as e:
-            raise ValueError(f"{stem}: could not draw it from {', '.join(str(data_dir / n) for n in names)} "
-                             f"({type(e).__name__}: {e}); check the file's columns against plots.py") from e
+            raise ValueError(
+                f"{stem}: could not draw it from {', '.join(str(data_dir / n) for n in names)} "
+                f"({type(e).__name__}: {e}); check the file's columns against plots.py"
+            ) from e
         try:
             for path in save_figure(fig, out_dir, stem):
                 written.append(path)

@@ -64,14 +64,12 @@ def load_minibench() -> list[Question]:
     """
     resource = files("kangaroo_lab") / "assets" / "minibench.jsonl"
     text = resource.read_text(encoding="utf-8")
-    return _parse(jsonl_records(text, "minibench.jsonl"), "minibench.jsonl",
-                  _spec_bench_record, unique_ids=True)
+    return _parse(jsonl_records(text, "minibench.jsonl"), "minibench.jsonl", _spec_bench_record, unique_ids=True)
 
 
 def load_spec_bench(path: str | Path) -> list[Question]:
     """Spec-Bench's `question.jsonl` (or any file in its format); extra keys are ignored."""
-    return _parse(jsonl_records(_read_text(path), str(path)), str(path),
-                  _spec_bench_record, unique_ids=True)
+    return _parse(jsonl_records(_read_text(path), str(path)), str(path), _spec_bench_record, unique_ids=True)
 
 
 def load_jsonl_prompts(path: str | Path) -> list[Question]:
@@ -81,8 +79,7 @@ def load_jsonl_prompts(path: str | Path) -> list[Question]:
     Objects may carry a `category` (default "custom") and an `id` or `question_id`
     (default: the line number).
     """
-    return _parse(jsonl_records(_read_text(path), str(path)), str(path),
-                  _prompt_record, unique_ids=True)
+    return _parse(jsonl_records(_read_text(path), str(path)), str(path), _prompt_record, unique_ids=True)
 
 
 def load_sharegpt(path: str | Path) -> list[Question]:
@@ -135,12 +132,14 @@ def write_questions(questions: Iterable[Question], path: str | Path) -> Path:
 
 # --- reading and checking records ------------------------------------------------------
 
+
 def _read_text(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"No question file at {path}. Check the path; Spec-Bench's questions are "
-            "data/spec_bench/question.jsonl in its repository, and load_minibench() needs no file.")
+            "data/spec_bench/question.jsonl in its repository, and load_minibench() needs no file."
+        )
     return path.read_text(encoding="utf-8")
 
 
@@ -154,8 +153,10 @@ def jsonl_records(text: str, source: str) -> Iterator[tuple[str, int, object]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{source}, line {line_no}: not valid JSON ({err.msg}). Each line "
-                             f"must hold one JSON value, e.g. {_SPEC_BENCH_EXAMPLE}") from None
+            raise ValueError(
+                f"{source}, line {line_no}: not valid JSON ({err.msg}). Each line "
+                f"must hold one JSON value, e.g. {_SPEC_BENCH_EXAMPLE}"
+            ) from None
         yield f"line {line_no}", line_no, record
 
 
@@ -171,8 +172,9 @@ def _json_list_records(text: str, source: str) -> Iterator[tuple[str, int, objec
         yield f"item {number}", number, record
 
 
-def _parse(records: Iterable[tuple[str, int, object]], source: str, parse: _RecordParser,
-           unique_ids: bool) -> list[Question]:
+def _parse(
+    records: Iterable[tuple[str, int, object]], source: str, parse: _RecordParser, unique_ids: bool
+) -> list[Question]:
     """Turn records into Questions; a bad record raises ValueError naming file and place."""
     questions: list[Question] = []
     first_place: dict[int | str, str] = {}
@@ -184,13 +186,14 @@ def _parse(records: Iterable[tuple[str, int, object]], source: str, parse: _Reco
         if question is None:
             continue
         if unique_ids and question.question_id in first_place:
-            raise ValueError(f"{source}, {place}: question_id {question.question_id!r} was already "
-                             f"used on {first_place[question.question_id]}; ids must be unique")
+            raise ValueError(
+                f"{source}, {place}: question_id {question.question_id!r} was already "
+                f"used on {first_place[question.question_id]}; ids must be unique"
+            )
         first_place[question.question_id] = place
         questions.append(question)
     if not questions:
-        raise ValueError(f"{source} holds no questions (it is empty or has only blank lines "
-                         "or skipped conversations)")
+        raise ValueError(f"{source} holds no questions (it is empty or has only blank lines or skipped conversations)")
     return questions
 
 
@@ -199,18 +202,21 @@ def _spec_bench_record(record: object, number: int) -> Question:
         raise ValueError(f"expected a JSON object like {_SPEC_BENCH_EXAMPLE}, got {_short(record)}")
     missing = [key for key in ("question_id", "category", "turns") if key not in record]
     if missing:
-        raise ValueError(f"missing {', '.join(repr(k) for k in missing)}; expected an object "
-                         f"like {_SPEC_BENCH_EXAMPLE}")
-    return Question(_check_id(record["question_id"]), _check_category(record["category"]),
-                    _check_turns(record["turns"]))
+        raise ValueError(
+            f"missing {', '.join(repr(k) for k in missing)}; expected an object like {_SPEC_BENCH_EXAMPLE}"
+        )
+    return Question(
+        _check_id(record["question_id"]), _check_category(record["category"]), _check_turns(record["turns"])
+    )
 
 
 def _prompt_record(record: object, number: int) -> Question:
     if isinstance(record, str):
         record = {"prompt": record}
     if not isinstance(record, dict):
-        raise ValueError('expected {"prompt": "..."}, {"turns": ["...", ...]} or a JSON string, '
-                         f"got {_short(record)}")
+        raise ValueError(
+            f'expected {{"prompt": "..."}}, {{"turns": ["...", ...]}} or a JSON string, got {_short(record)}'
+        )
     if "turns" in record:
         turns = _check_turns(record["turns"])
     elif "prompt" in record:
@@ -226,14 +232,13 @@ def _prompt_record(record: object, number: int) -> Question:
 
 def _sharegpt_record(record: object, number: int) -> Question | None:
     if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
-        raise ValueError('expected an object with a "conversations" list of '
-                         '{"from": "human", "value": "..."} messages')
+        raise ValueError('expected an object with a "conversations" list of {"from": "human", "value": "..."} messages')
     turns = []
     for message in record["conversations"]:
-        if not (isinstance(message, dict) and isinstance(message.get("from"), str)
-                and isinstance(message.get("value"), str)):
-            raise ValueError('each message must look like {"from": "human", "value": "..."}, '
-                             f"got {_short(message)}")
+        if not (
+            isinstance(message, dict) and isinstance(message.get("from"), str) and isinstance(message.get("value"), str)
+        ):
+            raise ValueError(f'each message must look like {{"from": "human", "value": "..."}}, got {_short(message)}')
         if message["from"].lower() in _HUMAN_ROLES and message["value"].strip():
             turns.append(message["value"])
     if not turns:
@@ -252,8 +257,7 @@ def _check_turns(turns: object) -> tuple[str, ...]:
 
 def _check_id(question_id: object) -> int | str:
     if isinstance(question_id, bool) or not isinstance(question_id, (int, str)):
-        raise ValueError(f"the question id must be an integer or a string, "
-                         f"got {_short(question_id)}")
+        raise ValueError(f"the question id must be an integer or a string, got {_short(question_id)}")
     return question_id
 
 

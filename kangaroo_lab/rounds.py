@@ -74,15 +74,30 @@ class RoundSteps:
     `reset(sampler, threshold)` prepares a generation; graphs.py may swap `levels`, `finish` and
     `whole` for captured graphs of the same functions."""
 
-    def __init__(self, model: Model, adapter: Adapter | None, layout: T.Layout, lookup: tuple[int, int] | None = None,
-                 host_exit: bool = False, sampled: bool = False, rows: int | str | None = None, call=None,
-                 backend: str | None = None):
+    def __init__(
+        self,
+        model: Model,
+        adapter: Adapter | None,
+        layout: T.Layout,
+        lookup: tuple[int, int] | None = None,
+        host_exit: bool = False,
+        sampled: bool = False,
+        rows: int | str | None = None,
+        call=None,
+        backend: str | None = None,
+    ):
         e, dev = model.engine, model.device
         if isinstance(rows, int) and rows < layout.size:
             raise ValueError(f"fixed rows={rows} cannot hold a tree of {layout.size} nodes; use rows >= {layout.size}")
         self.model, self.adapter, self.layout = model, adapter, layout
         self.exit_layer = adapter.exit_layer if adapter is not None else 0
-        self.lookup_settings, self.host_exit, self.sampled, self.rows, self.call = lookup, host_exit, sampled, rows, call
+        self.lookup_settings, self.host_exit, self.sampled, self.rows, self.call = (
+            lookup,
+            host_exit,
+            sampled,
+            rows,
+            call,
+        )
         self.fuse = fuser(backend)
         self.chain = layout.adapter_chain  # eta per draft, not per level
         P, long = layout.size, dict(dtype=torch.long, device=dev)
@@ -102,8 +117,10 @@ class RoundSteps:
         self.q = torch.zeros(P, model.config.vocab_size, device=dev) if sampled else None  # sampled chain: q rows
         self.max_depth = layout.depth
         self.out = torch.zeros(3 + (self.max_depth + 1) + 4 * P, dtype=torch.float64, device=dev)  # the one host read
-        self.n_nodes = [torch.tensor([float(layout.nodes(d))], dtype=torch.float64, device=dev)
-                        for d in range(len(layout.levels) + 1)]
+        self.n_nodes = [
+            torch.tensor([float(layout.nodes(d))], dtype=torch.float64, device=dev)
+            for d in range(len(layout.levels) + 1)
+        ]
         self.lookup_in = torch.zeros(2, layout.lookup, **long)  # (tokens, valid) of the lookup branch
         self.lookup_host = torch.zeros(2, layout.lookup, dtype=torch.long, pin_memory=dev.type == "cuda")
         self.all_nodes = [torch.arange(layout.nodes(d), **long) for d in range(len(layout.levels) + 1)]
@@ -135,8 +152,9 @@ class RoundSteps:
     def _window(self, idx: torch.Tensor):
         """engine.tree_window for nodes idx (R,)."""
         e = self.model.engine
-        return self.fuse(node_window)(e.positions, e.rotary.cos, e.rotary.sin, self.base, idx, self.depths,
-                                      self.ancestors)
+        return self.fuse(node_window)(
+            e.positions, e.rotary.cos, e.rotary.sin, self.base, idx, self.depths, self.ancestors
+        )
 
     def _adapter(self, h, window):
         a = self.adapter
@@ -186,8 +204,8 @@ class RoundSteps:
     def _load_lookup(self):
         if self.layout.lookup:
             L = self.layout.lookup
-            self.tokens[1:1 + L].copy_(self.lookup_in[0])
-            self.valid[1:1 + L].copy_(self.lookup_in[1].bool())
+            self.tokens[1 : 1 + L].copy_(self.lookup_in[0])
+            self.valid[1 : 1 + L].copy_(self.lookup_in[1].bool())
 
     def draft(self, budget: int) -> int:
         """Grow the adapter's levels; returns how many were drafted.
@@ -250,12 +268,38 @@ class RoundSteps:
             tok = self.sampler.draw(q)  # (1,)
             own = logp.gather(-1, tok[:, None])[:, 0]
             conf = logp.exp().amax(-1)  # the draft's top-1 probability, the chain's confidence at any temperature
-            set_nodes(new, tok, parents, own, conf, self.tokens, self.parents, self.cum, self.prob, self.ancestors,
-                      self.eye, self.valid, self.alive, self.log_eta)
+            set_nodes(
+                new,
+                tok,
+                parents,
+                own,
+                conf,
+                self.tokens,
+                self.parents,
+                self.cum,
+                self.prob,
+                self.ancestors,
+                self.eye,
+                self.valid,
+                self.alive,
+                self.log_eta,
+            )
         else:
-            self.fuse(grow_children)(logits, parents, new, min(self.layout.top_k, logits.shape[-1]), self.tokens,
-                                     self.parents, self.cum, self.prob, self.ancestors, self.eye, self.valid,
-                                     self.alive, self.log_eta)
+            self.fuse(grow_children)(
+                logits,
+                parents,
+                new,
+                min(self.layout.top_k, logits.shape[-1]),
+                self.tokens,
+                self.parents,
+                self.cum,
+                self.prob,
+                self.ancestors,
+                self.eye,
+                self.valid,
+                self.alive,
+                self.log_eta,
+            )
 
     def verify(self, d: int) -> torch.Tensor:
         """Target logits (n, V) at the first n = layout.nodes(d) nodes: shallow over level d (its states
@@ -273,16 +317,29 @@ class RoundSteps:
     def _finish_fn(self, d: int):
         def finish():  # greedy: verify -> accept -> compact -> advance -> pack, all on the device
             logits = self.verify(d)
-            self.fuse(accept_and_commit)(logits, self.layout.nodes(d), self.max_depth, not self.layout.is_chain,
-                                         *self._state(d))
+            self.fuse(accept_and_commit)(
+                logits, self.layout.nodes(d), self.max_depth, not self.layout.is_chain, *self._state(d)
+            )
+
         return finish
 
     def _state(self, d: int) -> tuple:
         stores = [self.model.engine.kv.k, self.model.engine.kv.v]
         if self.adapter is not None and self.adapter.kv is not None:
             stores += [self.adapter.kv.k, self.adapter.kv.v]
-        return (self.tokens, self.parents, self.depths, self.ancestors, self.valid, self.prob, self.alive, self.base,
-                self.out, self.n_nodes[d], stores)
+        return (
+            self.tokens,
+            self.parents,
+            self.depths,
+            self.ancestors,
+            self.valid,
+            self.prob,
+            self.alive,
+            self.base,
+            self.out,
+            self.n_nodes[d],
+            stores,
+        )
 
     def commit(self, path: torch.Tensor, n_acc: torch.Tensor, token: torch.Tensor, d: int):
         """After acceptance (path (max_depth + 1,), n_acc (1,), token (1,); d levels drafted): pack the
@@ -301,6 +358,7 @@ def fuser(backend: str | None):
         if key not in _FUSED:
             _FUSED[key] = torch.compile(fn, backend=backend, fullgraph=True, dynamic=False)
         return _FUSED[key]
+
     return fuse
 
 
@@ -320,8 +378,22 @@ def grow_children(logits, parents, new, k: int, tokens, parent_of, cum, prob, an
     cand = cum[parents][:, None] + top  # (n, k): cumulative log-probability of each child
     best = cand.flatten().topk(new.shape[0]).indices  # (w,)
     own = top.flatten()[best]
-    set_nodes(new, ids.flatten()[best], parents[best // k], own, own.exp(), tokens, parent_of, cum, prob, ancestors,
-              eye, valid, alive, log_eta)
+    set_nodes(
+        new,
+        ids.flatten()[best],
+        parents[best // k],
+        own,
+        own.exp(),
+        tokens,
+        parent_of,
+        cum,
+        prob,
+        ancestors,
+        eye,
+        valid,
+        alive,
+        log_eta,
+    )
 
 
 def set_nodes(new, tok, par, own, conf, tokens, parent_of, cum, prob, ancestors, eye, valid, alive, log_eta):
@@ -336,24 +408,83 @@ def set_nodes(new, tok, par, own, conf, tokens, parent_of, cum, prob, ancestors,
     alive &= cum[new].amax().view(1) >= log_eta
 
 
-def accept_and_commit(logits, n: int, max_depth: int, compact: bool, tokens, parents, depths, ancestors, valid, prob,
-                      alive, base, out, n_nodes, stores):
+def accept_and_commit(
+    logits,
+    n: int,
+    max_depth: int,
+    compact: bool,
+    tokens,
+    parents,
+    depths,
+    ancestors,
+    valid,
+    prob,
+    alive,
+    base,
+    out,
+    n_nodes,
+    stores,
+):
     """`decoding.greedy_accept` over the first n nodes, then `commit_round`."""
     tree = T.Tree(tokens[:n], parents[:n], depths[:n], ancestors[:n, :n], valid[:n])
     acc = greedy_accept(tree, logits, max_depth)
-    commit_round(acc.path, acc.n, acc.token, n, compact, tokens, parents, depths, ancestors, valid, prob, alive, base,
-                 out, n_nodes, stores)
+    commit_round(
+        acc.path,
+        acc.n,
+        acc.token,
+        n,
+        compact,
+        tokens,
+        parents,
+        depths,
+        ancestors,
+        valid,
+        prob,
+        alive,
+        base,
+        out,
+        n_nodes,
+        stores,
+    )
 
 
-def commit_round(path, n_acc, token, n: int, compact: bool, tokens, parents, depths, ancestors, valid, prob, alive,
-                 base, out, n_nodes, stores):
+def commit_round(
+    path,
+    n_acc,
+    token,
+    n: int,
+    compact: bool,
+    tokens,
+    parents,
+    depths,
+    ancestors,
+    valid,
+    prob,
+    alive,
+    base,
+    out,
+    n_nodes,
+    stores,
+):
     """Pack the round for the host's one read (float64 holds token ids exactly), move the accepted
     path's cache entries to consecutive slots in every store (`tree.compaction`; not for a chain),
     advance the root past the accepted drafts and reset the tree's per-round state."""
     live = valid.clone()
     live[n:] = False
-    out.copy_(torch.cat([n_acc.double(), token.double(), n_nodes, path.double(), tokens.double(), parents.double(),
-                         live.double(), prob.double()]))
+    out.copy_(
+        torch.cat(
+            [
+                n_acc.double(),
+                token.double(),
+                n_nodes,
+                path.double(),
+                tokens.double(),
+                parents.double(),
+                live.double(),
+                prob.double(),
+            ]
+        )
+    )
     if compact:
         src, dst = T.compaction(path, base)
         for store in stores:  # (layers, B, H, S, hd): slots on dim 3
@@ -385,9 +516,9 @@ def unpack(out: list[float], P: int, max_depth: int) -> RoundRead:
     """The packed round (see RoundSteps.pack) -> RoundRead."""
     n_acc, token, n = int(out[0]), int(out[1]), int(out[2])
     o = 3
-    path = [int(x) for x in out[o:o + max_depth + 1]][: n_acc + 1]
+    path = [int(x) for x in out[o : o + max_depth + 1]][: n_acc + 1]
     o += max_depth + 1
-    tokens = [int(x) for x in out[o:o + n]]
-    parents = [int(x) for x in out[o + P:o + P + n]]
-    valid = [x > 0.5 for x in out[o + 2 * P:o + 2 * P + n]]
-    return RoundRead(n_acc, token, path, tokens, parents, valid, out[o + 3 * P:o + 3 * P + n])
+    tokens = [int(x) for x in out[o : o + n]]
+    parents = [int(x) for x in out[o + P : o + P + n]]
+    valid = [x > 0.5 for x in out[o + 2 * P : o + 2 * P + n]]
+    return RoundRead(n_acc, token, path, tokens, parents, valid, out[o + 3 * P : o + 3 * P + n])

@@ -77,6 +77,7 @@ class _Template:
 
 def _load_tables() -> SimpleNamespace:
     """The content tables of assets/prompt_tables.json, lists as tuples and templates as `_Template`s."""
+
     def decode(x):
         if isinstance(x, list):
             return tuple(decode(v) for v in x)
@@ -135,24 +136,40 @@ def _qa(rng: random.Random) -> Turns:
 def _math_values(rng: random.Random) -> dict[str, object]:
     """Numbers, names and objects for one word problem, drawn so every template has an answer."""
     person, friend = rng.sample(TABLES.first_names, 2)
-    start, each, groups, small = (rng.randint(20, 90), rng.randint(3, 12), rng.randint(3, 12),
-                                  rng.randint(2, 6))
+    start, each, groups, small = (rng.randint(20, 90), rng.randint(3, 12), rng.randint(3, 12), rng.randint(2, 6))
     price, batch = rng.randint(2, 15), rng.choice((4, 6, 8, 10))
     start_hour, start_minute = rng.randint(6, 10), 5 * rng.randint(0, 11)
     return {
-        **person, "friend": friend["name"], "things": rng.choice(TABLES.things),
-        "start": start, "given": rng.randint(2, start - 5), "more": rng.randint(3, 30),
-        "each": each, "groups": groups, "small": small, "price": price,
+        **person,
+        "friend": friend["name"],
+        "things": rng.choice(TABLES.things),
+        "start": start,
+        "given": rng.randint(2, start - 5),
+        "more": rng.randint(3, 30),
+        "each": each,
+        "groups": groups,
+        "small": small,
+        "price": price,
         "bill": next(b for b in (20, 50, 100, 200) if b > groups * price),
-        "pages": each * rng.randint(10, 40), "speed": 5 * rng.randint(6, 24),
-        "hours": rng.randint(1, 5), "ratio_total": rng.randint(3, 15) * (small + 1),
-        "tag": 10 * rng.randint(2, 12), "percent": rng.choice((10, 20, 25, 50)),
-        "minutes": rng.randint(15, 55), "club": 20 * rng.randint(1, 6),
-        "length": rng.randint(4, 30), "width": rng.randint(2, 15),
-        "goal_item": rng.choice(TABLES.savings_goals), "goal": price * rng.randint(6, 20),
-        "age": rng.randint(6, 40), "later": rng.randint(2, 15), "batch": batch,
-        "pancakes": batch * rng.randint(2, 6), "clock": f"{start_hour}:{start_minute:02d}",
-        "long_minutes": rng.randint(25, 140), "wallet": 4 * rng.randint(10, 30),
+        "pages": each * rng.randint(10, 40),
+        "speed": 5 * rng.randint(6, 24),
+        "hours": rng.randint(1, 5),
+        "ratio_total": rng.randint(3, 15) * (small + 1),
+        "tag": 10 * rng.randint(2, 12),
+        "percent": rng.choice((10, 20, 25, 50)),
+        "minutes": rng.randint(15, 55),
+        "club": 20 * rng.randint(1, 6),
+        "length": rng.randint(4, 30),
+        "width": rng.randint(2, 15),
+        "goal_item": rng.choice(TABLES.savings_goals),
+        "goal": price * rng.randint(6, 20),
+        "age": rng.randint(6, 40),
+        "later": rng.randint(2, 15),
+        "batch": batch,
+        "pancakes": batch * rng.randint(2, 6),
+        "clock": f"{start_hour}:{start_minute:02d}",
+        "long_minutes": rng.randint(25, 140),
+        "wallet": 4 * rng.randint(10, 30),
     }
 
 
@@ -197,12 +214,10 @@ def _chat_reasoning(rng: random.Random) -> tuple[str, tuple[str, ...]]:
     books = 3 * rng.randint(5, 40)
     words = ", ".join(rng.sample(rng.choice(TABLES.odd_one_out), 4))
     puzzles = (
-        f"{a} is older than {b}, and {c} is younger than {b}. Who is the oldest of the three, "
-        "and who is the youngest?",
+        f"{a} is older than {b}, and {c} is younger than {b}. Who is the oldest of the three, and who is the youngest?",
         f"{a}, {b} and {c} ran a race. {a} did not win, and {c} crossed the line right after "
         f"{a}. In what order did they finish?",
-        f"If today is {rng.choice(TABLES.weekdays)}, what day of the week will it be in "
-        f"{rng.randint(10, 100)} days?",
+        f"If today is {rng.choice(TABLES.weekdays)}, what day of the week will it be in {rng.randint(10, 100)} days?",
         f"A drawer holds {rng.randint(4, 12)} red socks and {rng.randint(4, 12)} blue socks. In "
         "the dark, how many socks must you take out to be sure of a matching pair?",
         f"{a} has twice as many books as {b}, and together they have {books} books. How many "
@@ -223,8 +238,7 @@ def _chat_math(rng: random.Random) -> tuple[str, tuple[str, ...]]:
         f"What is the area of a triangle with a base of {rng.randint(3, 20)} cm and a height of "
         f"{rng.randint(2, 15)} cm?",
         f"Is {rng.randint(20, 400)} a prime number? Explain how you checked.",
-        f"Find the greatest common divisor of {gcd * rng.randint(2, 9)} and "
-        f"{gcd * rng.randint(10, 19)}.",
+        f"Find the greatest common divisor of {gcd * rng.randint(2, 9)} and {gcd * rng.randint(10, 19)}.",
         f"What is the sum of all whole numbers from 1 to {rng.randint(10, 200)}?",
         f"Simplify the fraction {gcd * rng.randint(1, 7)}/{gcd * rng.randint(8, 15)}.",
         f"What is {rng.choice((5, 15, 35, 60, 75))}% of {10 * rng.randint(2, 90)}?",
@@ -261,8 +275,16 @@ def _chat_humanities(rng: random.Random) -> tuple[str, tuple[str, ...]]:
     return question, TABLES.humanities_follow_ups
 
 
-_CHAT_KINDS = (_chat_writing, _chat_roleplay, _chat_reasoning, _chat_math, _chat_coding,
-               _chat_extraction, _chat_stem, _chat_humanities)
+_CHAT_KINDS = (
+    _chat_writing,
+    _chat_roleplay,
+    _chat_reasoning,
+    _chat_math,
+    _chat_coding,
+    _chat_extraction,
+    _chat_stem,
+    _chat_humanities,
+)
 
 
 def _mt_bench(rng: random.Random) -> Turns:
@@ -303,14 +325,14 @@ def training_prompts(n: int | None = None, seed: int = 0) -> list[Question]:
         quota = per_category + (i < extra)  # the first `extra` categories get one more
         rng = random.Random(f"{seed}:{category}")  # one stream per category, independent of others
         drawn = _draw_distinct(generate, rng, quota, category)
-        prompts += [Question(f"{category}-{i:05d}", category, turns)
-                    for i, turns in enumerate(drawn)]
+        prompts += [Question(f"{category}-{i:05d}", category, turns) for i, turns in enumerate(drawn)]
     random.Random(seed).shuffle(prompts)
     return prompts
 
 
-def _draw_distinct(generate: Callable[[random.Random], Turns], rng: random.Random,
-                   count: int, category: str) -> list[Turns]:
+def _draw_distinct(
+    generate: Callable[[random.Random], Turns], rng: random.Random, count: int, category: str
+) -> list[Turns]:
     """Call `generate` until `count` different prompts have come out (in drawing order)."""
     seen: dict[Turns, None] = {}
     max_draws = 20 * count + 1000
@@ -319,10 +341,11 @@ def _draw_distinct(generate: Callable[[random.Random], Turns], rng: random.Rando
             break
         seen.setdefault(generate(rng), None)
     if len(seen) < count:
-        raise ValueError(f"could only draw {len(seen)} distinct '{category}' prompts out of the "
-                         f"{count} asked for; ask training_prompts() for fewer prompts")
+        raise ValueError(
+            f"could only draw {len(seen)} distinct '{category}' prompts out of the "
+            f"{count} asked for; ask training_prompts() for fewer prompts"
+        )
     return list(seen)
 
 
 # ---------------------------------------------------------------------------------------
-

@@ -87,8 +87,9 @@ class TrainConfig:
             raise ValueError(f"unroll must be >= 1 and unroll_decay in (0, 1], got {self.unroll}, {self.unroll_decay}")
         for name in ("eval_every", "checkpoint_every", "eval_sequences", "accept_prompts", "accept_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1 (every how many steps / how many), "
-                                 f"got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be an integer >= 1 (every how many steps / how many), got {getattr(self, name)!r}"
+                )
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0 steps, got {self.warmup}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -113,6 +114,7 @@ def load_corpus(path, model: Model) -> list[Example]:
 
 def split_corpus(examples: list[Example], heldout: float) -> tuple[list[Example], list[Example]]:
     """Deterministic split by conversation (both turns of a chat land on the same side)."""
+
     def is_heldout(e: Example) -> bool:
         conversation = e.example_id.rsplit("#", 1)[0]
         return zlib.crc32(conversation.encode()) % 10_000 < heldout * 10_000
@@ -139,8 +141,16 @@ def make_batch(examples: list[Example], max_len: int, pad: int, device) -> tuple
 
 
 # ----------------------------------------------------------------------------------- the loss
-def distill_step(model: Model, adapter, tokens: torch.Tensor, mask: torch.Tensor, exit_layer: int,
-                 unroll: int = 1, decay: float = 0.8, states: list | None = None) -> dict:
+def distill_step(
+    model: Model,
+    adapter,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    exit_layer: int,
+    unroll: int = 1,
+    decay: float = 0.8,
+    states: list | None = None,
+) -> dict:
     """Soft cross-entropy of the adapter's draft distribution q against the target's p, plus metrics.
 
     unroll > 1 weights each position by the chance that a round reaches it (module docstring).
@@ -159,9 +169,16 @@ def distill_step(model: Model, adapter, tokens: torch.Tensor, mask: torch.Tensor
         both = _grid(correct, mask)
         pairs = mask[:, 1:] & mask[:, :-1]  # positions t-1, t both in the answer
     loss = (weight * ce).sum() / weight.sum()
-    return {"loss": loss, "ce": ce.detach().mean(), "top1": correct.mean(), "expected_accept": accept.mean(),
-            "top1_pairs": (both[:, 1:] * both[:, :-1])[pairs].sum(), "pairs": int(pairs.sum()),
-            "tokens": int(mask.sum()), "correct": correct}
+    return {
+        "loss": loss,
+        "ce": ce.detach().mean(),
+        "top1": correct.mean(),
+        "expected_accept": accept.mean(),
+        "top1_pairs": (both[:, 1:] * both[:, :-1])[pairs].sum(),
+        "pairs": int(pairs.sum()),
+        "tokens": int(mask.sum()),
+        "correct": correct,
+    }
 
 
 def _grid(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -185,8 +202,15 @@ def reach_weights(accept: torch.Tensor, unroll: int, decay: float) -> torch.Tens
 
 
 @torch.no_grad()
-def evaluate(model: Model, adapter, examples: list[Example], exit_layer: int, batch_size: int, max_len: int,
-             by_category: bool = False) -> dict:
+def evaluate(
+    model: Model,
+    adapter,
+    examples: list[Example],
+    exit_layer: int,
+    batch_size: int,
+    max_len: int,
+    by_category: bool = False,
+) -> dict:
     """Token-weighted loss (plain soft cross-entropy), top-1 agreement, expected acceptance and
     `top1_pairs` (share of two consecutive answer positions both drafted right: the chance a greedy
     round starting there accepts two drafts) over held-out answers; with by_category, top-1 per category too."""
@@ -194,20 +218,34 @@ def evaluate(model: Model, adapter, examples: list[Example], exit_layer: int, ba
 
 
 @torch.no_grad()
-def evaluate_many(model: Model, adapters: dict, examples: list[Example], batch_size: int, max_len: int,
-                  by_category: bool = False) -> dict:
+def evaluate_many(
+    model: Model, adapters: dict, examples: list[Example], batch_size: int, max_len: int, by_category: bool = False
+) -> dict:
     """`evaluate` for several adapters (name -> adapter, each at its own exit layer) over the same
     answers: the target's forward pass, the expensive part, runs once per batch for all of them."""
-    accs = {name: {"totals": {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0}, "n": 0, "pairs": 0,
-                   "pair_hits": 0.0, "per_cat": {}} for name in adapters}
+    accs = {
+        name: {
+            "totals": {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0},
+            "n": 0,
+            "pairs": 0,
+            "pair_hits": 0.0,
+            "per_cat": {},
+        }
+        for name in adapters
+    }
     for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
+        chunk = examples[start : start + batch_size]
         tokens, mask = make_batch(chunk, max_len, model.tokenizer.pad_token_id, model.device)
         with _autocast(model):
             states = model.engine.hidden_states(tokens)
             for name, a in adapters.items():
-                _add(accs[name], distill_step(model, a, tokens, mask, a.exit_layer, states=states), chunk, mask,
-                     by_category)
+                _add(
+                    accs[name],
+                    distill_step(model, a, tokens, mask, a.exit_layer, states=states),
+                    chunk,
+                    mask,
+                    by_category,
+                )
     return {name: _finish(acc, by_category) for name, acc in accs.items()}
 
 
@@ -231,8 +269,9 @@ def _finish(acc: dict, by_category: bool) -> dict:
     return result
 
 
-def acceptance_by_position(model: Model, adapter: Adapter, examples: list[Example], max_new_tokens: int,
-                           max_draft: int = 6) -> dict:
+def acceptance_by_position(
+    model: Model, adapter: Adapter, examples: list[Example], max_new_tokens: int, max_draft: int = 6
+) -> dict:
     """Draft for real (generate, threshold 0, so every round drafts `max_draft` tokens) on held-out prompts.
 
     accept_by_position[i-1] = share of i-th drafts that were accepted, i.e. the chance that the
@@ -241,8 +280,14 @@ def acceptance_by_position(model: Model, adapter: Adapter, examples: list[Exampl
 
     reached, accepted, lengths = [0] * max_draft, [0] * max_draft, []
     for e in examples:
-        res = generate(model, list(e.prompt_ids), adapter=adapter, threshold=0.0, max_draft=max_draft,
-                       max_new_tokens=max_new_tokens)
+        res = generate(
+            model,
+            list(e.prompt_ids),
+            adapter=adapter,
+            threshold=0.0,
+            max_draft=max_draft,
+            max_new_tokens=max_new_tokens,
+        )
         for pos, ok in zip(res.draft_positions, res.draft_accepted):
             reached[pos - 1] += 1
             accepted[pos - 1] += ok
@@ -252,8 +297,9 @@ def acceptance_by_position(model: Model, adapter: Adapter, examples: list[Exampl
 
 
 # ----------------------------------------------------------------------------------- the loop
-def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig(), progress: bool = True,
-                  accelerator=None) -> Adapter:
+def train_adapter(
+    model: Model, corpus, out, config: TrainConfig = TrainConfig(), progress: bool = True, accelerator=None
+) -> Adapter:
     """Train an adapter on a self-distilled corpus; save it, its report and its curves to `out`.
 
     Resumes from `out/checkpoint.pt` when it exists (and was made with the same config)."""
@@ -270,9 +316,13 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
     train, held = split_corpus(fits, config.heldout)
     held = random.Random(config.seed).sample(held, len(held))  # the corpus is sorted by length: mix it
     held_eval = held[: config.eval_sequences]
-    adapter = new_adapter(model, config.exit_layer, config.variant, seed=config.seed).float().train().requires_grad_(True)
+    adapter = (
+        new_adapter(model, config.exit_layer, config.variant, seed=config.seed).float().train().requires_grad_(True)
+    )
     trainable = config.variant != "none" and config.steps > 0  # "none" is the plain exit: nothing to learn
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        adapter.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config))
     start, history = _resume(out, config, model, adapter, optimizer, scheduler)
     ddp_adapter, optimizer = acc.prepare(adapter, optimizer)
@@ -280,20 +330,29 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
     t0, tokens_seen = time.perf_counter(), history[-1].get("tokens", 0)
     rng = torch.Generator().manual_seed(config.seed + start)
     per_rank = max(1, config.batch_size // acc.num_processes)
-    bar = tqdm(range(start, config.steps if trainable else 0), desc=f"train l={config.exit_layer} {config.variant}",
-               initial=start, total=config.steps if trainable else 0, disable=not (progress and acc.is_main_process))
+    bar = tqdm(
+        range(start, config.steps if trainable else 0),
+        desc=f"train l={config.exit_layer} {config.variant}",
+        initial=start,
+        total=config.steps if trainable else 0,
+        disable=not (progress and acc.is_main_process),
+    )
     for step in bar:
-        idx = torch.randint(len(train), (per_rank * acc.num_processes,), generator=rng)[acc.process_index::acc.num_processes]
+        idx = torch.randint(len(train), (per_rank * acc.num_processes,), generator=rng)[
+            acc.process_index :: acc.num_processes
+        ]
         tokens, mask = make_batch([train[i] for i in idx], config.max_len, model.tokenizer.pad_token_id, acc.device)
         try:
             with acc.autocast():
-                out_step = distill_step(model, ddp_adapter, tokens, mask, config.exit_layer, config.unroll,
-                                        config.unroll_decay)
+                out_step = distill_step(
+                    model, ddp_adapter, tokens, mask, config.exit_layer, config.unroll, config.unroll_decay
+                )
             acc.backward(out_step["loss"])
         except torch.OutOfMemoryError as e:
             raise RuntimeError(
                 f"a batch of {len(idx)} sequences x {tokens.shape[1]} tokens does not fit in memory; "
-                "use a smaller --batch-size (or --max-len)") from e
+                "use a smaller --batch-size (or --max-len)"
+            ) from e
         acc.clip_grad_norm_(ddp_adapter.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
@@ -301,8 +360,15 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
         tokens_seen += out_step["tokens"] * acc.num_processes
         bar.set_postfix(loss=f"{out_step['loss'].item():.3f}", top1=f"{out_step['top1'].item():.3f}")
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            history.append({"step": step + 1, "lr": scheduler.get_last_lr()[0], "train_loss": out_step["loss"].item(),
-                            "tokens": tokens_seen, **evaluate(model, adapter, held_eval, config.exit_layer, 16, config.max_len)})
+            history.append(
+                {
+                    "step": step + 1,
+                    "lr": scheduler.get_last_lr()[0],
+                    "train_loss": out_step["loss"].item(),
+                    "tokens": tokens_seen,
+                    **evaluate(model, adapter, held_eval, config.exit_layer, 16, config.max_len),
+                }
+            )
         if acc.is_main_process and ((step + 1) % config.checkpoint_every == 0):
             _save_checkpoint(out, config, model, adapter, optimizer, scheduler, step + 1, history)
     minutes = (time.perf_counter() - t0) / 60
@@ -310,7 +376,10 @@ def train_adapter(model: Model, corpus, out, config: TrainConfig = TrainConfig()
     adapter = acc.unwrap_model(ddp_adapter, keep_fp32_wrapper=False).to(model.dtype).eval().requires_grad_(False)
     if acc.is_main_process:
         report = _report(model, adapter, train, held, config, history, minutes, tokens_seen, acc.num_processes)
-        report["corpus"] = {"file": Path(corpus).name, "categories": dict(sorted(Counter(e.category for e in fits).items()))}
+        report["corpus"] = {
+            "file": Path(corpus).name,
+            "categories": dict(sorted(Counter(e.category for e in fits).items())),
+        }
         adapter.save(out, training=report)
         _write_curves(out / "curves.csv", history)
         (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -325,6 +394,7 @@ def _warmup_cosine(config: TrainConfig):
             return (step + 1) / config.warmup
         progress = (step - config.warmup) / max(1, config.steps - config.warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))  # cosine down to 10%
+
     return factor
 
 
@@ -339,19 +409,31 @@ def _report(model, adapter, train, held, config, history, minutes, tokens_seen, 
     held_prompts = [e for e in held if e.example_id.endswith("#1")][: config.accept_prompts]
     final = history[-1]
     return {
-        "base_model": model.name, "exit_layer": config.exit_layer, "variant": config.variant,
-        "parameters": adapter.num_parameters(), "config": asdict(config),
-        "train_examples": len(train), "heldout_examples": len(held),
+        "base_model": model.name,
+        "exit_layer": config.exit_layer,
+        "variant": config.variant,
+        "parameters": adapter.num_parameters(),
+        "config": asdict(config),
+        "train_examples": len(train),
+        "heldout_examples": len(held),
         "train_response_tokens": sum(len(e.response_ids) for e in train),
-        "tokens_seen": tokens_seen, "steps": config.steps if config.variant != "none" else 0,
-        "minutes": round(minutes, 2), "processes": processes,
+        "tokens_seen": tokens_seen,
+        "steps": config.steps if config.variant != "none" else 0,
+        "minutes": round(minutes, 2),
+        "processes": processes,
         "heldout": {k: final[k] for k in ("loss", "top1", "expected_accept", "top1_pairs") if k in final},
-        "heldout_final": evaluate(model, adapter, held[: config.final_eval_sequences], config.exit_layer, 16,
-                                  config.max_len, by_category=True),
+        "heldout_final": evaluate(
+            model, adapter, held[: config.final_eval_sequences], config.exit_layer, 16, config.max_len, by_category=True
+        ),
         **acceptance_by_position(model, adapter, held_prompts, config.accept_tokens),
-        "device": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else platform.processor() or "cpu",
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version()},
+        "device": torch.cuda.get_device_name(model.device)
+        if model.device.type == "cuda"
+        else platform.processor() or "cpu",
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
     }
 
 
@@ -365,13 +447,24 @@ def _write_curves(path: Path, history: list[dict]):
 
 # ----------------------------------------------------------------------------------- checkpoints
 def _comparable(config: TrainConfig) -> dict:
-    return {k: v for k, v in asdict(config).items() if k not in ("steps", "eval_every", "checkpoint_every", "final_eval_sequences")}
+    return {
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("steps", "eval_every", "checkpoint_every", "final_eval_sequences")
+    }
 
 
 def _save_checkpoint(out: Path, config, model, adapter, optimizer, scheduler, step, history):
     out.mkdir(parents=True, exist_ok=True)
-    state = {"config": _comparable(config), "model": model.name, "step": step, "history": history,
-             "adapter": adapter.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    state = {
+        "config": _comparable(config),
+        "model": model.name,
+        "step": step,
+        "history": history,
+        "adapter": adapter.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+    }
     torch.save(state, out / (CHECKPOINT + ".tmp"))
     (out / (CHECKPOINT + ".tmp")).replace(out / CHECKPOINT)
 
@@ -382,10 +475,13 @@ def _resume(out: Path, config, model, adapter, optimizer, scheduler) -> tuple[in
         return 0, []
     state = torch.load(path, map_location=model.device, weights_only=False)
     if state["config"] != _comparable(config) or state["model"] != model.name:
-        changed = {k: (state["config"].get(k), v) for k, v in _comparable(config).items() if state["config"].get(k) != v}
+        changed = {
+            k: (state["config"].get(k), v) for k, v in _comparable(config).items() if state["config"].get(k) != v
+        }
         raise ValueError(
             f"{path} was made for another run ({state['model']!r}; differs in {changed or 'model'}); "
-            "use another output folder, or delete the checkpoint to start over")
+            "use another output folder, or delete the checkpoint to start over"
+        )
     adapter.load_state_dict(state["adapter"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -393,8 +489,15 @@ def _resume(out: Path, config, model, adapter, optimizer, scheduler) -> tuple[in
 
 
 # ----------------------------------------------------------------------------------- notebooks
-def train_or_load(model: Model, corpus=None, exit_layer: int = DEFAULT_EXIT_LAYER, variant: str = "attention",
-                  retrain: bool = False, out=None, config: TrainConfig | None = None) -> Adapter:
+def train_or_load(
+    model: Model,
+    corpus=None,
+    exit_layer: int = DEFAULT_EXIT_LAYER,
+    variant: str = "attention",
+    retrain: bool = False,
+    out=None,
+    config: TrainConfig | None = None,
+) -> Adapter:
     """The shipped adapter when there is one (a tutorial then runs in minutes); else, or with
     retrain=True, train one on `corpus` into `out`."""
     if not retrain and (shipped_adapter_dir(model.name, exit_layer, variant) / "adapter.json").is_file():

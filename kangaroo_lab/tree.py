@@ -142,8 +142,9 @@ class Tree:
         self.tokens, self.parents, self.depths, self.ancestors, self.valid = tokens, parents, depths, ancestors, valid
 
     @classmethod
-    def from_parents(cls, tokens: list[int], parents: list[int], valid: list[bool] | None = None,
-                     device=None) -> "Tree":
+    def from_parents(
+        cls, tokens: list[int], parents: list[int], valid: list[bool] | None = None, device=None
+    ) -> "Tree":
         """A tree from Python lists (parents before children; the root's parent is -1)."""
         depths = []
         for p in parents:

@@ -37,10 +37,12 @@ def _span(kind: str, text: str, title: str = "") -> str:
 
 
 def legend_html() -> str:
-    return (f'<div style="font-size:12px;margin-bottom:4px">{_span("accepted", "accepted draft")} '
-            f'{_span("lookup", "accepted lookup token")} '
-            f'{_span("rejected", "rejected draft")} {_span("target", "token of the target model")} '
-            "(its correction after a rejection, or its bonus token after a fully accepted round)</div>")
+    return (
+        f'<div style="font-size:12px;margin-bottom:4px">{_span("accepted", "accepted draft")} '
+        f"{_span('lookup', 'accepted lookup token')} "
+        f"{_span('rejected', 'rejected draft')} {_span('target', 'token of the target model')} "
+        "(its correction after a rejection, or its bonus token after a fully accepted round)</div>"
+    )
 
 
 def token_stream_html(model: Model, result: GenerationResult, legend: bool = True) -> str:
@@ -72,8 +74,10 @@ def _png_html(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
 
 
-STATIC_NOTE = ("<p style='font-size:11px;color:#666'>(a static copy of the panel as it was displayed: "
-               "open the notebook in Jupyter to move the controls)</p>")
+STATIC_NOTE = (
+    "<p style='font-size:11px;color:#666'>(a static copy of the panel as it was displayed: "
+    "open the notebook in Jupyter to move the controls)</p>"
+)
 
 
 class _StaticCopy:
@@ -102,14 +106,28 @@ class ThresholdPanel(_StaticCopy, w.VBox):
 
     def __init__(self, trace_df, threshold: float = DEFAULTS.threshold):
         self.trace = trace_df
-        self.slider = w.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.05, description="η (threshold)",
-                                    continuous_update=False, readout_format=".2f",
-                                    style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+        self.slider = w.FloatSlider(
+            value=threshold,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="η (threshold)",
+            continuous_update=False,
+            readout_format=".2f",
+            style={"description_width": "initial"},
+            layout=w.Layout(width="420px"),
+        )
         self.summary = w.HTML()
         self.image = w.Image(format="png")
         super().__init__([self.slider, self.summary, self.image])
-        _classes({self: "kangaroo-threshold-panel", self.slider: "kangaroo-eta", self.summary: "kangaroo-summary",
-                  self.image: "kangaroo-figure"})
+        _classes(
+            {
+                self: "kangaroo-threshold-panel",
+                self.slider: "kangaroo-eta",
+                self.summary: "kangaroo-summary",
+                self.image: "kangaroo-figure",
+            }
+        )
         self.slider.observe(lambda change: self.update(change["new"]), names="value")
         self.update(threshold)
 
@@ -119,7 +137,8 @@ class ThresholdPanel(_StaticCopy, w.VBox):
         self.summary.value = (
             f"<b>η = {threshold:.2f}</b>: {shares['rejected_avoided']:.0%} of the rejected drafts would not be made, "
             f"{1 - shares['accepted_kept']:.0%} of the accepted drafts would be lost; "
-            f"{shares['drafts_per_round']:.2f} drafts per round, {shares['accepted_per_round']:.2f} of them accepted.")
+            f"{shares['drafts_per_round']:.2f} drafts per round, {shares['accepted_per_round']:.2f} of them accepted."
+        )
         self.image.value = figure_png(plots.eta_tradeoff(self.trace, threshold))
         return shares
 
@@ -142,16 +161,19 @@ def _exit_layers(model: Model, adapters: AdapterSource) -> list[int]:
     """Exit layers the panel offers: the dict's keys, else those with a shipped adapter."""
     if isinstance(adapters, Mapping):
         return sorted(adapters)
-    shipped = [l for l in range(1, model.config.n_layers)
-               if (shipped_adapter_dir(model.name, l) / META_FILE).is_file()]
+    shipped = [l for l in range(1, model.config.n_layers) if (shipped_adapter_dir(model.name, l) / META_FILE).is_file()]
     if not shipped and adapters is None:
-        raise ValueError(f"no adapter is shipped for {model.name!r}: pass a dict {{exit_layer: adapter}} "
-                         "or a function exit_layer -> adapter")
+        raise ValueError(
+            f"no adapter is shipped for {model.name!r}: pass a dict {{exit_layer: adapter}} "
+            "or a function exit_layer -> adapter"
+        )
     return shipped or list(range(1, model.config.n_layers))
 
 
-STALE_NOTE = ("<b style='color:#b26a00'>settings changed: press <i>generate</i></b> to run with them "
-              "(the rounds below are from the previous settings)")
+STALE_NOTE = (
+    "<b style='color:#b26a00'>settings changed: press <i>generate</i></b> to run with them "
+    "(the rounds below are from the previous settings)"
+)
 
 
 class StepPanel(_StaticCopy, w.VBox):
@@ -163,15 +185,25 @@ class StepPanel(_StaticCopy, w.VBox):
         self.model, self.adapters, self.cache = model, adapters, {}
         layers = _exit_layers(model, adapters)
         label = {"style": {"description_width": "initial"}}
-        self.exit_layer = w.Dropdown(options=layers, value=2 if 2 in layers else layers[0], description="exit layer l",
-                                     **label)
-        self.threshold = w.FloatSlider(value=DEFAULTS.threshold, min=0.0, max=1.0, step=0.05,
-                                       description="η (threshold)", readout_format=".2f", **label)
+        self.exit_layer = w.Dropdown(
+            options=layers, value=2 if 2 in layers else layers[0], description="exit layer l", **label
+        )
+        self.threshold = w.FloatSlider(
+            value=DEFAULTS.threshold,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="η (threshold)",
+            readout_format=".2f",
+            **label,
+        )
         self.gamma = w.IntSlider(value=DEFAULTS.max_draft, min=1, max=12, description="γ (max drafts)", **label)
         self.max_new_tokens = w.IntSlider(value=max_new_tokens, min=4, max=256, description="max new tokens", **label)
         self.prompt = w.Dropdown(options=list(prompts), description="prompt", layout=w.Layout(width="95%"), **label)
-        self.free_text = w.Textarea(placeholder="or type your own prompt here (used when not empty)",
-                                    layout=w.Layout(width="95%", height="48px"))
+        self.free_text = w.Textarea(
+            placeholder="or type your own prompt here (used when not empty)",
+            layout=w.Layout(width="95%", height="48px"),
+        )
         self.generate_button = w.Button(description="generate", button_style="primary")
         self.next_button = w.Button(description="next round", disabled=True)
         self.all_button = w.Button(description="all rounds", disabled=True)
@@ -185,15 +217,33 @@ class StepPanel(_StaticCopy, w.VBox):
         self.run: explore.StepThrough | None = None
         self._ran_with: tuple | None = None
         self.shown = 0
-        controls = w.VBox([w.HBox([self.exit_layer, self.threshold, self.gamma]), self.max_new_tokens, self.prompt,
-                           self.free_text, w.HBox([self.generate_button, self.next_button, self.all_button])])
+        controls = w.VBox(
+            [
+                w.HBox([self.exit_layer, self.threshold, self.gamma]),
+                self.max_new_tokens,
+                self.prompt,
+                self.free_text,
+                w.HBox([self.generate_button, self.next_button, self.all_button]),
+            ]
+        )
         super().__init__([controls, self.stale, self.status, self.rounds_html, self.summary])
         for control in (self.exit_layer, self.threshold, self.gamma, self.max_new_tokens, self.prompt, self.free_text):
             control.observe(lambda _: self._mark_stale(), names="value")
-        _classes({self: "kangaroo-step-panel", self.exit_layer: "kangaroo-exit-layer", self.threshold: "kangaroo-eta",
-                  self.gamma: "kangaroo-gamma", self.generate_button: "kangaroo-generate",
-                  self.next_button: "kangaroo-next", self.all_button: "kangaroo-all", self.status: "kangaroo-status",
-                  self.rounds_html: "kangaroo-rounds", self.summary: "kangaroo-summary", self.stale: "kangaroo-stale"})
+        _classes(
+            {
+                self: "kangaroo-step-panel",
+                self.exit_layer: "kangaroo-exit-layer",
+                self.threshold: "kangaroo-eta",
+                self.gamma: "kangaroo-gamma",
+                self.generate_button: "kangaroo-generate",
+                self.next_button: "kangaroo-next",
+                self.all_button: "kangaroo-all",
+                self.status: "kangaroo-status",
+                self.rounds_html: "kangaroo-rounds",
+                self.summary: "kangaroo-summary",
+                self.stale: "kangaroo-stale",
+            }
+        )
 
     def adapter(self, exit_layer: int) -> Adapter:
         if isinstance(self.adapters, Mapping):
@@ -208,8 +258,13 @@ class StepPanel(_StaticCopy, w.VBox):
 
     def settings(self) -> tuple:
         """What `generate` would run now: exit layer, η, γ, max new tokens, prompt."""
-        return (self.exit_layer.value, self.threshold.value, self.gamma.value, self.max_new_tokens.value,
-                self.current_prompt())
+        return (
+            self.exit_layer.value,
+            self.threshold.value,
+            self.gamma.value,
+            self.max_new_tokens.value,
+            self.current_prompt(),
+        )
 
     def _mark_stale(self):
         stale = self.run is not None and self.settings() != self._ran_with
@@ -219,15 +274,22 @@ class StepPanel(_StaticCopy, w.VBox):
         """Run Kangaroo and AR with the current settings; show no round yet."""
         self.status.value = "<i>generating (Kangaroo and, for comparison, autoregressive decoding)...</i>"
         l = self.exit_layer.value
-        self.run = explore.step_through(self.model, self.adapter(l), self.current_prompt(),
-                                        threshold=self.threshold.value, max_draft=self.gamma.value,
-                                        max_new_tokens=self.max_new_tokens.value)
+        self.run = explore.step_through(
+            self.model,
+            self.adapter(l),
+            self.current_prompt(),
+            threshold=self.threshold.value,
+            max_draft=self.gamma.value,
+            max_new_tokens=self.max_new_tokens.value,
+        )
         self.shown = 0
         self._ran_with = self.settings()
         self.stale.value = ""
-        self.status.value = (f"exit layer {l}, η = {self.threshold.value:.2f}, γ = {self.gamma.value}: "
-                             f"{len(self.run.rounds)} rounds. The prefill produced the first token "
-                             f"<code>{html.escape(self.run.first_token)}</code>. Press <b>next round</b>.")
+        self.status.value = (
+            f"exit layer {l}, η = {self.threshold.value:.2f}, γ = {self.gamma.value}: "
+            f"{len(self.run.rounds)} rounds. The prefill produced the first token "
+            f"<code>{html.escape(self.run.first_token)}</code>. Press <b>next round</b>."
+        )
         self.next_button.disabled = self.all_button.disabled = not self.run.rounds
         self._render()
         return self.run
@@ -253,10 +315,15 @@ class StepPanel(_StaticCopy, w.VBox):
         self.summary.value = summary_html(self.model, run) if done else ""
 
     def static_html(self) -> str:
-        settings = (f"<p>exit layer {self.exit_layer.value}, η = {self.threshold.value:.2f}, γ = {self.gamma.value}, "
-                    f"max new tokens {self.max_new_tokens.value}; prompt: <i>{html.escape(self.current_prompt())}</i></p>")
-        shown = (f"<p>{self.shown} of {len(self.run.rounds)} rounds shown</p>" if self.run is not None
-                 else "<p>no generation yet</p>")
+        settings = (
+            f"<p>exit layer {self.exit_layer.value}, η = {self.threshold.value:.2f}, γ = {self.gamma.value}, "
+            f"max new tokens {self.max_new_tokens.value}; prompt: <i>{html.escape(self.current_prompt())}</i></p>"
+        )
+        shown = (
+            f"<p>{self.shown} of {len(self.run.rounds)} rounds shown</p>"
+            if self.run is not None
+            else "<p>no generation yet</p>"
+        )
         return settings + self.stale.value + self.status.value + shown + self.rounds_html.value + self.summary.value
 
 
@@ -266,32 +333,47 @@ def round_html(r: explore.RoundStep, threshold: float) -> str:
     for i, (d, c) in enumerate(zip(r.drafts, r.confidences)):
         kind = "accepted" if i < r.accepted else "rejected"
         low = " &lt; η" if c < threshold else ""
-        cells.append(f'{_span(kind, d, f"draft {i + 1}: confidence {c:.3f}")}'
-                     f'<sub style="color:#666">{c:.2f}{low}</sub>')
-    why = {"threshold": "drafting stopped: the last draft's confidence fell below η",
-           "gamma": "drafting stopped: γ drafts were made", "budget": "drafting stopped: max new tokens reached"}[r.stop]
-    kind = {"bonus": "a bonus token: every draft was accepted", "correction": "its correction",
-            "plain": "its next token: no room for drafts"}[r.kind]
+        cells.append(
+            f'{_span(kind, d, f"draft {i + 1}: confidence {c:.3f}")}<sub style="color:#666">{c:.2f}{low}</sub>'
+        )
+    why = {
+        "threshold": "drafting stopped: the last draft's confidence fell below η",
+        "gamma": "drafting stopped: γ drafts were made",
+        "budget": "drafting stopped: max new tokens reached",
+    }[r.stop]
+    kind = {
+        "bonus": "a bonus token: every draft was accepted",
+        "correction": "its correction",
+        "plain": "its next token: no room for drafts",
+    }[r.kind]
     back = f"; {r.rolled_back} rejected draft(s) rolled back" if r.rolled_back else ""
-    return (f'<div class="kangaroo-round" style="border-left:3px solid #90caf9;padding:2px 8px;margin:6px 0">'
-            f"<b>round {r.index + 1}</b> ({why}): drafts {' '.join(cells) or '(none)'} &rarr; "
-            f"accepted {r.accepted}/{len(r.drafts)}{back}; the target adds {_span('target', r.token)}, {kind}"
-            f'<div style="{BOX_STYLE};color:#333;font-size:12px">{html.escape(r.text)}</div></div>')
+    return (
+        f'<div class="kangaroo-round" style="border-left:3px solid #90caf9;padding:2px 8px;margin:6px 0">'
+        f"<b>round {r.index + 1}</b> ({why}): drafts {' '.join(cells) or '(none)'} &rarr; "
+        f"accepted {r.accepted}/{len(r.drafts)}{back}; the target adds {_span('target', r.token)}, {kind}"
+        f'<div style="{BOX_STYLE};color:#333;font-size:12px">{html.escape(r.text)}</div></div>'
+    )
 
 
 def summary_html(model: Model, run: explore.StepThrough) -> str:
     """Losslessness against AR, mean accepted tokens, CTAR(w), and the coloured output."""
-    same = ("<b style='color:#2e7d32'>identical to greedy autoregressive decoding</b>" if run.identical else
-            "<b style='color:#c62828'>differs from greedy autoregressive decoding</b>")
+    same = (
+        "<b style='color:#2e7d32'>identical to greedy autoregressive decoding</b>"
+        if run.identical
+        else "<b style='color:#c62828'>differs from greedy autoregressive decoding</b>"
+    )
     # a round emits at most γ + 1 tokens, so CTAR(w) for w > γ is 0 by construction: not listed
     ctar = ", ".join(f"CTAR({k}) = {v:.2f}" for k, v in run.ctar.items() if k <= run.max_draft)
-    return (f"<p>{len(run.kangaroo.token_ids)} tokens in {len(run.rounds)} rounds: "
-            f"{run.kangaroo.mean_accepted:.2f} tokens per round; output {same}.<br>{ctar}</p>"
-            + token_stream_html(model, run.kangaroo))
+    return (
+        f"<p>{len(run.kangaroo.token_ids)} tokens in {len(run.rounds)} rounds: "
+        f"{run.kangaroo.mean_accepted:.2f} tokens per round; output {same}.<br>{ctar}</p>"
+        + token_stream_html(model, run.kangaroo)
+    )
 
 
-def step_panel(model: Model, adapters_or_loader: AdapterSource = None, prompts: Sequence[str] = (),
-               max_new_tokens: int = 48) -> StepPanel:
+def step_panel(
+    model: Model, adapters_or_loader: AdapterSource = None, prompts: Sequence[str] = (), max_new_tokens: int = 48
+) -> StepPanel:
     """Step through one Kangaroo generation round by round.
 
     Controls: exit layer (those with a shipped adapter, or the keys of a dict {exit_layer: adapter}),

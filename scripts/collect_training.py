@@ -11,22 +11,50 @@ import csv
 import json
 from pathlib import Path
 
-ABLATION_FIELDS = ["exit_layer", "variant", "steps", "lr", "batch_size", "parameters", "top1", "expected_accept",
-                   "heldout_loss", *[f"accept_pos{i}" for i in range(1, 7)], "mean_accepted_eta0",
-                   "train_response_tokens", "tokens_seen", "minutes", "shipped", "device", "torch", "transformers"]
+ABLATION_FIELDS = [
+    "exit_layer",
+    "variant",
+    "steps",
+    "lr",
+    "batch_size",
+    "parameters",
+    "top1",
+    "expected_accept",
+    "heldout_loss",
+    *[f"accept_pos{i}" for i in range(1, 7)],
+    "mean_accepted_eta0",
+    "train_response_tokens",
+    "tokens_seen",
+    "minutes",
+    "shipped",
+    "device",
+    "torch",
+    "transformers",
+]
 
 
 def row(report: dict, shipped: set) -> dict:
     key = (report["exit_layer"], report["variant"], report["steps"])
-    return {"exit_layer": report["exit_layer"], "variant": report["variant"], "steps": report["steps"],
-            "lr": report["config"]["lr"], "batch_size": report["config"]["batch_size"],
-            "parameters": report["parameters"], "top1": report["heldout"]["top1"],
-            "expected_accept": report["heldout"]["expected_accept"], "heldout_loss": report["heldout"]["loss"],
-            **{f"accept_pos{i + 1}": v for i, v in enumerate(report["accept_by_position"])},
-            "mean_accepted_eta0": report["mean_accepted_eta0"],
-            "train_response_tokens": report["train_response_tokens"], "tokens_seen": report["tokens_seen"],
-            "minutes": report["minutes"], "shipped": key in shipped, "device": report["device"],
-            "torch": report["versions"]["torch"], "transformers": report["versions"]["transformers"]}
+    return {
+        "exit_layer": report["exit_layer"],
+        "variant": report["variant"],
+        "steps": report["steps"],
+        "lr": report["config"]["lr"],
+        "batch_size": report["config"]["batch_size"],
+        "parameters": report["parameters"],
+        "top1": report["heldout"]["top1"],
+        "expected_accept": report["heldout"]["expected_accept"],
+        "heldout_loss": report["heldout"]["loss"],
+        **{f"accept_pos{i + 1}": v for i, v in enumerate(report["accept_by_position"])},
+        "mean_accepted_eta0": report["mean_accepted_eta0"],
+        "train_response_tokens": report["train_response_tokens"],
+        "tokens_seen": report["tokens_seen"],
+        "minutes": report["minutes"],
+        "shipped": key in shipped,
+        "device": report["device"],
+        "torch": report["versions"]["torch"],
+        "transformers": report["versions"]["transformers"],
+    }
 
 
 def main():
@@ -45,10 +73,18 @@ def main():
         rows.append(row(report, shipped))
         if (run / "curves.csv").is_file():
             for c in csv.DictReader((run / "curves.csv").open()):
-                curves.append({"exit_layer": report["exit_layer"], "variant": report["variant"],
-                               "steps_total": report["steps"], "lr_max": report["config"]["lr"], **c,
-                               "device": report["device"], "torch": report["versions"]["torch"],
-                               "transformers": report["versions"]["transformers"]})
+                curves.append(
+                    {
+                        "exit_layer": report["exit_layer"],
+                        "variant": report["variant"],
+                        "steps_total": report["steps"],
+                        "lr_max": report["config"]["lr"],
+                        **c,
+                        "device": report["device"],
+                        "torch": report["versions"]["torch"],
+                        "transformers": report["versions"]["transformers"],
+                    }
+                )
     rows.sort(key=lambda r: (r["variant"] != "attention", r["exit_layer"], -r["steps"]))
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "adapter_ablation.csv").open("w", newline="") as f:

@@ -40,15 +40,39 @@ def main() -> int:
     scores = evaluate_many(model, adapters, held, args.batch_size, config.max_len, by_category=True)
     rows = []
     for name, s in scores.items():
-        base = {"adapter": name, "exit_layer": adapters[name].exit_layer, "variant": adapters[name].variant,
-                "sequences": len(held), "device": str(model.device)}
-        rows.append({**base, "category": "overall", "top1": s["top1"], "expected_accept": s["expected_accept"],
-                     "top1_pairs": s["top1_pairs"]})
+        base = {
+            "adapter": name,
+            "exit_layer": adapters[name].exit_layer,
+            "variant": adapters[name].variant,
+            "sequences": len(held),
+            "device": str(model.device),
+        }
+        rows.append(
+            {
+                **base,
+                "category": "overall",
+                "top1": s["top1"],
+                "expected_accept": s["expected_accept"],
+                "top1_pairs": s["top1_pairs"],
+            }
+        )
         rows += [{**base, "category": c, "top1": v} for c, v in s["top1_by_category"].items()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, ["adapter", "exit_layer", "variant", "category", "top1", "expected_accept", "top1_pairs",
-                               "sequences", "device"])
+        w = csv.DictWriter(
+            f,
+            [
+                "adapter",
+                "exit_layer",
+                "variant",
+                "category",
+                "top1",
+                "expected_accept",
+                "top1_pairs",
+                "sequences",
+                "device",
+            ],
+        )
         w.writeheader()
         w.writerows(rows)
     print(f"{len(adapters)} adapters x {len(held)} answers in {time.perf_counter() - t0:.0f} s -> {args.out}")

@@ -54,9 +54,23 @@ def smoke(args):
     work = Path(args.work) / "smoke"
     shutil.rmtree(work, ignore_errors=True)
     corpus = self_distill(m, training_prompts(60), work / "c.jsonl", max_new_tokens=32, batch_size=32, progress=False)
-    train_adapter(m, corpus, work / "a", TrainConfig(steps=20, batch_size=8, eval_every=10, unroll=4, warmup=2,
-                                                     eval_sequences=16, final_eval_sequences=16, accept_prompts=2,
-                                                     accept_tokens=8), progress=False)
+    train_adapter(
+        m,
+        corpus,
+        work / "a",
+        TrainConfig(
+            steps=20,
+            batch_size=8,
+            eval_every=10,
+            unroll=4,
+            warmup=2,
+            eval_sequences=16,
+            final_eval_sequences=16,
+            accept_prompts=2,
+            accept_tokens=8,
+        ),
+        progress=False,
+    )
     log("smoke ok", json.loads((work / "a" / "report.json").read_text())["heldout_final"])
 
 
@@ -87,8 +101,15 @@ def distill(args, model):
         if left(args) < 60:
             log("deadline: stopping before", start)
             break
-        self_distill(model, mine[start:start + chunk], path, max_new_tokens=args.max_new_tokens,
-                     batch_size=args.batch_size, max_prompt_tokens=args.max_prompt_tokens, progress=False)
+        self_distill(
+            model,
+            mine[start : start + chunk],
+            path,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            max_prompt_tokens=args.max_prompt_tokens,
+            progress=False,
+        )
         log(f"shard {i}: {min(start + chunk, len(mine))}/{len(mine)} questions", stats_line(path))
 
 
@@ -102,8 +123,14 @@ def templates(args, model):
     from kangaroo_lab.templates import training_prompts
 
     path = Path(args.work) / "templates.jsonl"
-    self_distill(model, training_prompts(8400, seed=0), path, max_new_tokens=args.max_new_tokens,
-                 batch_size=args.batch_size, progress=False)
+    self_distill(
+        model,
+        training_prompts(8400, seed=0),
+        path,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        progress=False,
+    )
     log("templates corpus", stats_line(path))
 
 
@@ -118,8 +145,16 @@ def speed(args, model):
         path = Path(args.work) / f"speed-{engine}.jsonl"
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".stats.jsonl").unlink(missing_ok=True)
-        self_distill(model, sample, path, max_new_tokens=args.max_new_tokens, batch_size=batch, engine=engine,
-                     max_prompt_tokens=args.max_prompt_tokens, progress=False)
+        self_distill(
+            model,
+            sample,
+            path,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=batch,
+            engine=engine,
+            max_prompt_tokens=args.max_prompt_tokens,
+            progress=False,
+        )
         rows.append(json.loads(stats_line(path)))
         log(engine, rows[-1])
     from kangaroo_lab.distill import read_corpus_file
@@ -127,8 +162,13 @@ def speed(args, model):
     a = {e.example_id: e.response_ids for e in read_corpus_file(Path(args.work) / "speed-ours.jsonl")[1]}
     b = {e.example_id: e.response_ids for e in read_corpus_file(Path(args.work) / "speed-transformers.jsonl")[1]}
     same = sum(a[k] == b.get(k) for k in a)
-    result = {"prompts": len(sample), "rows": rows, "identical_answers": same,
-              "speedup": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"], **environment(model)}
+    result = {
+        "prompts": len(sample),
+        "rows": rows,
+        "identical_answers": same,
+        "speedup": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"],
+        **environment(model),
+    }
     Path(args.out, "distill_speed.json").write_text(json.dumps(result, indent=1))
     log("speed", result)
 
@@ -176,8 +216,16 @@ def capped(args, corpus: Path, tokens: str) -> Path:
             break
         for e in convs[k]:
             total += len(e.response_ids)
-            lines.append(json.dumps({"id": e.example_id, "category": e.category, "prompt_ids": list(e.prompt_ids),
-                                     "response_ids": list(e.response_ids)}))
+            lines.append(
+                json.dumps(
+                    {
+                        "id": e.example_id,
+                        "category": e.category,
+                        "prompt_ids": list(e.prompt_ids),
+                        "response_ids": list(e.response_ids),
+                    }
+                )
+            )
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 
@@ -209,14 +257,38 @@ def train(args, model):
         if left(args) < 120:
             log(tag, "deadline: not started")
             continue
-        config = TrainConfig(exit_layer=int(layer), variant=variant, steps=int(steps), batch_size=args.batch_size,
-                             lr=args.lr, unroll=int(unroll), accept_prompts=12, accept_tokens=64,
-                             checkpoint_every=250, eval_every=250)
+        config = TrainConfig(
+            exit_layer=int(layer),
+            variant=variant,
+            steps=int(steps),
+            batch_size=args.batch_size,
+            lr=args.lr,
+            unroll=int(unroll),
+            accept_prompts=12,
+            accept_tokens=64,
+            checkpoint_every=250,
+            eval_every=250,
+        )
         log(tag, "start", config)
         train_adapter(model, capped(args, merged_corpus(args, corpus), tokens), out, config, progress=False)
         r = json.loads((out / "report.json").read_text())
-        log(tag, json.dumps({k: r[k] for k in ("heldout", "heldout_final", "accept_by_position", "mean_accepted_eta0",
-                                                "minutes", "tokens_seen", "train_response_tokens")}))
+        log(
+            tag,
+            json.dumps(
+                {
+                    k: r[k]
+                    for k in (
+                        "heldout",
+                        "heldout_final",
+                        "accept_by_position",
+                        "mean_accepted_eta0",
+                        "minutes",
+                        "tokens_seen",
+                        "train_response_tokens",
+                    )
+                }
+            ),
+        )
 
 
 def pack(args):
@@ -295,7 +367,9 @@ def main():
         args.batch_size = args.batch_size or 384
     else:
         args.batch_size = args.batch_size or 48
-    {"distill": distill, "templates": templates, "speed": speed, "train": train, "bench": bench_stage}[args.stage](args, model)
+    {"distill": distill, "templates": templates, "speed": speed, "train": train, "bench": bench_stage}[args.stage](
+        args, model
+    )
 
 
 if __name__ == "__main__":

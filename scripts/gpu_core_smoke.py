@@ -48,16 +48,29 @@ def run(model_path: str, dtype: torch.dtype, max_new_tokens: int) -> dict:
     for prompt in PROMPTS:
         ar = generate(model, prompt, method="ar", max_new_tokens=max_new_tokens)
         kg = generate(model, prompt, adapter=adapter, method="kangaroo", max_new_tokens=max_new_tokens)
-        row = {"prompt": prompt, "identical": ar.token_ids == kg.token_ids, "ar_tokens": len(ar.token_ids),
-               "kangaroo_tokens": len(kg.token_ids), "ar_tok_s": ar.tokens_per_second,
-               "kangaroo_tok_s": kg.tokens_per_second, "mean_accepted": kg.mean_accepted}
+        row = {
+            "prompt": prompt,
+            "identical": ar.token_ids == kg.token_ids,
+            "ar_tokens": len(ar.token_ids),
+            "kangaroo_tokens": len(kg.token_ids),
+            "ar_tok_s": ar.tokens_per_second,
+            "kangaroo_tok_s": kg.tokens_per_second,
+            "mean_accepted": kg.mean_accepted,
+        }
         if not row["identical"]:
-            i = next((j for j, (a, b) in enumerate(zip(ar.token_ids, kg.token_ids)) if a != b),
-                     min(len(ar.token_ids), len(kg.token_ids)))
+            i = next(
+                (j for j, (a, b) in enumerate(zip(ar.token_ids, kg.token_ids)) if a != b),
+                min(len(ar.token_ids), len(kg.token_ids)),
+            )
             gap, top1, top2 = top2_gap(model, ar.prompt_ids + ar.token_ids[:i])
-            row.update(diverge_at=i, top2_logit_gap=gap, ar_token=ar.token_ids[i] if i < len(ar.token_ids) else None,
-                       kangaroo_token=kg.token_ids[i] if i < len(kg.token_ids) else None,
-                       uncached_top1=top1, uncached_top2=top2)
+            row.update(
+                diverge_at=i,
+                top2_logit_gap=gap,
+                ar_token=ar.token_ids[i] if i < len(ar.token_ids) else None,
+                kangaroo_token=kg.token_ids[i] if i < len(kg.token_ids) else None,
+                uncached_top1=top1,
+                uncached_top2=top2,
+            )
         rows.append(row)
     return {"dtype": str(dtype), "identical": sum(r["identical"] for r in rows), "prompts": len(rows), "rows": rows}
 
@@ -68,17 +81,25 @@ def main():
     ap.add_argument("--out", default="results")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args()
-    out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-           "transformers": transformers.__version__, "python": platform.python_version(),
-           "max_new_tokens": args.max_new_tokens, "adapter": "untrained, exit layer 2", "runs": []}
+    out = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "max_new_tokens": args.max_new_tokens,
+        "adapter": "untrained, exit layer 2",
+        "runs": [],
+    }
     for dtype in (torch.bfloat16, torch.float32):
         r = run(args.model, dtype, args.max_new_tokens)
         out["runs"].append(r)
         print(f"{r['dtype']}: identical {r['identical']}/{r['prompts']}")
         for row in r["rows"]:
             if not row["identical"]:
-                print(f"  diverge at {row['diverge_at']}: top-2 gap {row['top2_logit_gap']:.4f} "
-                      f"(ar {row['ar_token']}, kangaroo {row['kangaroo_token']}) {row['prompt'][:40]!r}")
+                print(
+                    f"  diverge at {row['diverge_at']}: top-2 gap {row['top2_logit_gap']:.4f} "
+                    f"(ar {row['ar_token']}, kangaroo {row['kangaroo_token']}) {row['prompt'][:40]!r}"
+                )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "core_gpu_smoke.json").write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "runs"}))

@@ -48,18 +48,36 @@ def variants(model, adapter, out: Path, n_questions: int, max_new_tokens: int):
         for method, kw in (("ar", {}), ("kangaroo", {"adapter": adapter})):
             generate(model, prompts[0], method=method, max_new_tokens=max_new_tokens, cuda_graphs=options, **kw)
         warm = time.perf_counter() - t
-        res = {m: [generate(model, p, method=m, max_new_tokens=max_new_tokens, cuda_graphs=options,
-                            **({"adapter": adapter} if m == "kangaroo" else {})) for p in prompts]
-               for m in ("ar", "kangaroo")}
+        res = {
+            m: [
+                generate(
+                    model,
+                    p,
+                    method=m,
+                    max_new_tokens=max_new_tokens,
+                    cuda_graphs=options,
+                    **({"adapter": adapter} if m == "kangaroo" else {}),
+                )
+                for p in prompts
+            ]
+            for m in ("ar", "kangaroo")
+        }
         for m, rs in res.items():
             tokens, seconds = sum(len(r.token_ids) for r in rs), sum(r.seconds for r in rs)
             rounds = [n for r in rs for n in r.accept_lengths]
             drafts = [len(x.drafts) for r in rs for x in r.trace]
-            rows.append({"variant": name, "method": m, "questions": len(rs), "tokens_per_s": tokens / seconds,
-                         "mean_accepted": sum(rounds) / len(rounds),
-                         "drafts_per_round": sum(drafts) / len(drafts) if drafts else None,
-                         "identical_to_ar": sum(a.token_ids == b.token_ids for a, b in zip(rs, res["ar"])),
-                         "warmup_compile_capture_s": warm})
+            rows.append(
+                {
+                    "variant": name,
+                    "method": m,
+                    "questions": len(rs),
+                    "tokens_per_s": tokens / seconds,
+                    "mean_accepted": sum(rounds) / len(rounds),
+                    "drafts_per_round": sum(drafts) / len(drafts) if drafts else None,
+                    "identical_to_ar": sum(a.token_ids == b.token_ids for a, b in zip(rs, res["ar"])),
+                    "warmup_compile_capture_s": warm,
+                }
+            )
             log(json.dumps(rows[-1]))
         with torch.inference_mode():
             t = time.perf_counter()
@@ -67,8 +85,12 @@ def variants(model, adapter, out: Path, n_questions: int, max_new_tokens: int):
         for r in st:
             r["variant"] = name
         steps += st
-        log(name, "step ms:", {f"{r['step']}{r['tokens']}": round(r["ms"], 3) for r in st},
-            f"({time.perf_counter() - t:.1f} s incl. capture)")
+        log(
+            name,
+            "step ms:",
+            {f"{r['step']}{r['tokens']}": round(r["ms"], 3) for r in st},
+            f"({time.perf_counter() - t:.1f} s incl. capture)",
+        )
     env = bench.environment(model)
     for r in rows:
         r.update(env)
@@ -78,13 +100,13 @@ def variants(model, adapter, out: Path, n_questions: int, max_new_tokens: int):
 
 def run_bench(model, adapter, out: Path, hf_limit: int, max_new_tokens: int):
     t = time.perf_counter()
-    result = bench.benchmark(model, out=out / "bench", hf_limit=hf_limit, max_new_tokens=max_new_tokens,
-                             progress=False)
+    result = bench.benchmark(model, out=out / "bench", hf_limit=hf_limit, max_new_tokens=max_new_tokens, progress=False)
     log(f"bench {time.perf_counter() - t:.0f} s")
     print(bench.summary_markdown(result.rows), flush=True)
     t = time.perf_counter()
-    bench.draft_trace(model, adapter, out=out / "bench" / "draft_trace.csv", max_new_tokens=max_new_tokens,
-                      progress=False)
+    bench.draft_trace(
+        model, adapter, out=out / "bench" / "draft_trace.csv", max_new_tokens=max_new_tokens, progress=False
+    )
     log(f"draft trace {time.perf_counter() - t:.0f} s")
 
 
@@ -93,26 +115,35 @@ def extras(model, adapter, out: Path, max_new_tokens: int):
     against the default natural rows, and the attention+ffn adapter against the default one."""
     prompts = [q.turns[0] for q in load_minibench()]
     ffn = load_adapter(model, bench.shipped_adapter_dir(model.name, 2, "attention+ffn"))
-    settings = {"ar, natural rows": ("ar", None, GraphOptions()),
-                "kangaroo, natural rows": ("kangaroo", adapter, GraphOptions()),
-                "ar, fixed rows": ("ar", None, GraphOptions(fixed_rows=True)),
-                "kangaroo, fixed rows": ("kangaroo", adapter, GraphOptions(fixed_rows=True)),
-                "kangaroo attention+ffn, natural rows": ("kangaroo", ffn, GraphOptions())}
+    settings = {
+        "ar, natural rows": ("ar", None, GraphOptions()),
+        "kangaroo, natural rows": ("kangaroo", adapter, GraphOptions()),
+        "ar, fixed rows": ("ar", None, GraphOptions(fixed_rows=True)),
+        "kangaroo, fixed rows": ("kangaroo", adapter, GraphOptions(fixed_rows=True)),
+        "kangaroo attention+ffn, natural rows": ("kangaroo", ffn, GraphOptions()),
+    }
     res, rows = {}, []
     for name, (method, a, options) in settings.items():
         generate(model, prompts[0], method=method, adapter=a, max_new_tokens=max_new_tokens, cuda_graphs=options)
-        res[name] = [generate(model, p, method=method, adapter=a, max_new_tokens=max_new_tokens, cuda_graphs=options)
-                     for p in prompts]
+        res[name] = [
+            generate(model, p, method=method, adapter=a, max_new_tokens=max_new_tokens, cuda_graphs=options)
+            for p in prompts
+        ]
     for name, rs in res.items():
         ar = res["ar, fixed rows" if "fixed" in name else "ar, natural rows"]
         tokens, seconds = sum(len(r.token_ids) for r in rs), sum(r.seconds for r in rs)
         rounds = [n for r in rs for n in r.accept_lengths]
-        rows.append({"setting": name, "prompts": len(rs), "tokens_per_s": tokens / seconds,
-                     "mean_accepted": sum(rounds) / len(rounds),
-                     "identical_to_ar_same_rows": sum(a.token_ids == b.token_ids for a, b in zip(rs, ar)),
-                     "identical_to_ar_natural": sum(a.token_ids == b.token_ids
-                                                    for a, b in zip(rs, res["ar, natural rows"])),
-                     **bench.environment(model)})
+        rows.append(
+            {
+                "setting": name,
+                "prompts": len(rs),
+                "tokens_per_s": tokens / seconds,
+                "mean_accepted": sum(rounds) / len(rounds),
+                "identical_to_ar_same_rows": sum(a.token_ids == b.token_ids for a, b in zip(rs, ar)),
+                "identical_to_ar_natural": sum(a.token_ids == b.token_ids for a, b in zip(rs, res["ar, natural rows"])),
+                **bench.environment(model),
+            }
+        )
         log(json.dumps(rows[-1]))
     bench.write_csv(out / "extras.csv", rows, list(rows[0]))
 
@@ -121,8 +152,13 @@ def run_costs(model, adapter, out: Path):
     """Step times and the 7B projection from the bench stage's kangaroo answers (as `bench --costs`)."""
     rounds = bench.rounds_from_answers(out / "bench" / "answers" / "kangaroo.jsonl")
     chain = method_layout("kangaroo", METHOD_DEFAULTS["kangaroo"])
-    steps, proj = costs.measure(model, adapter, {"kangaroo": (chain, rounds)}, out / "bench",
-                                source="kangaroo rounds in bench/answers (SmolLM2-135M, mini-bench, l=2, eta 0.6, gamma 6)")
+    steps, proj = costs.measure(
+        model,
+        adapter,
+        {"kangaroo": (chain, rounds)},
+        out / "bench",
+        source="kangaroo rounds in bench/answers (SmolLM2-135M, mini-bench, l=2, eta 0.6, gamma 6)",
+    )
     for r in steps:
         log(r["shape"], r["step"], r["tokens"], round(r["ms"], 3))
     for r in proj:
@@ -134,8 +170,14 @@ def run_sweeps(model, out: Path, max_new_tokens: int):
     bench.sweep_exit_layer(model, out=out / "bench", max_new_tokens=max_new_tokens, progress=False)
     log(f"exit-layer sweep {time.perf_counter() - t:.0f} s")
     t = time.perf_counter()
-    bench.sweep_threshold(model, out=out / "bench", max_new_tokens=max_new_tokens, progress=False,
-                          thresholds=(0.0, 0.2, 0.4, 0.6, 0.8), max_drafts=(2, 4, 6, 8, 10))
+    bench.sweep_threshold(
+        model,
+        out=out / "bench",
+        max_new_tokens=max_new_tokens,
+        progress=False,
+        thresholds=(0.0, 0.2, 0.4, 0.6, 0.8),
+        max_drafts=(2, 4, 6, 8, 10),
+    )
     log(f"threshold sweep {time.perf_counter() - t:.0f} s")
 
 

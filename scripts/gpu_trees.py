@@ -63,11 +63,17 @@ def summary_row(method, res, ar, first):
     tokens, seconds = sum(len(r.token_ids) for r in res), sum(r.seconds for r in res)
     ar_tps = sum(len(r.token_ids) for r in ar) / sum(r.seconds for r in ar)
     rounds = sum(r.rounds for r in res)
-    return {"method": method, "prompts": len(res), "tokens_per_s": tokens / seconds,
-            "speedup_vs_ar": tokens / seconds / ar_tps, "mean_accepted": sum(sum(r.accept_lengths) for r in res) / max(1, rounds),
-            "nodes_per_round": sum(r.nodes_per_round * r.rounds for r in res) / max(1, rounds),
-            "syncs_per_round": sum(r.syncs for r in res) / max(1, rounds) if method != "ar" else 1.0,
-            "identical": sum(a.token_ids == b.token_ids for a, b in zip(res, ar)), "first_call_s": first}
+    return {
+        "method": method,
+        "prompts": len(res),
+        "tokens_per_s": tokens / seconds,
+        "speedup_vs_ar": tokens / seconds / ar_tps,
+        "mean_accepted": sum(sum(r.accept_lengths) for r in res) / max(1, rounds),
+        "nodes_per_round": sum(r.nodes_per_round * r.rounds for r in res) / max(1, rounds),
+        "syncs_per_round": sum(r.syncs for r in res) / max(1, rounds) if method != "ar" else 1.0,
+        "identical": sum(a.token_ids == b.token_ids for a, b in zip(res, ar)),
+        "first_call_s": first,
+    }
 
 
 def sweep_settings():
@@ -77,13 +83,18 @@ def sweep_settings():
     tree += [{"node_budget": 32, "max_draft": 6, "top_k": 4, "threshold": t, "early_exit": "host"} for t in (0.1, 0.3)]
     tree += [{"node_budget": 32, "max_draft": 3, "top_k": 4, "threshold": 0.1, "early_exit": "device"}]
     s += [{"method": "kangaroo-tree", **t} for t in tree]
-    hybrid = [{"node_budget": b, "max_draft": d, "top_k": 4, "lookup_tokens": 16} for b in (24, 32, 48) for d in (1, 2, 3)]
+    hybrid = [
+        {"node_budget": b, "max_draft": d, "top_k": 4, "lookup_tokens": 16} for b in (24, 32, 48) for d in (1, 2, 3)
+    ]
     hybrid += [{"node_budget": 16, "max_draft": d, "top_k": 4, "lookup_tokens": 8} for d in (2, 3)]
     hybrid += [{"node_budget": 32, "max_draft": 2, "top_k": k, "lookup_tokens": 16} for k in (2, 8)]
-    hybrid += [{"node_budget": 32, "max_draft": 4, "top_k": 4, "lookup_tokens": 16, "threshold": t,
-                "early_exit": "host"} for t in (0.1, 0.3)]
-    hybrid += [{"node_budget": 32, "max_draft": 2, "top_k": 4, "lookup_tokens": 16, "threshold": 0.1,
-                "early_exit": "device"}]
+    hybrid += [
+        {"node_budget": 32, "max_draft": 4, "top_k": 4, "lookup_tokens": 16, "threshold": t, "early_exit": "host"}
+        for t in (0.1, 0.3)
+    ]
+    hybrid += [
+        {"node_budget": 32, "max_draft": 2, "top_k": 4, "lookup_tokens": 16, "threshold": 0.1, "early_exit": "device"}
+    ]
     s += [{"method": "kangaroo+lookup", **h} for h in hybrid]
     s += [{"method": "kangaroo", "early_exit": "device"}, {"method": "kangaroo"}]
     unique = {}
@@ -108,8 +119,14 @@ def best_options(sweep_csv: Path) -> dict:
     for m, row in best.items():
         if m == "kangaroo":
             continue  # the paper's chain keeps the paper's settings
-        fields = {"threshold": float, "max_draft": int, "top_k": int, "node_budget": int, "lookup_tokens": int,
-                  "early_exit": str}
+        fields = {
+            "threshold": float,
+            "max_draft": int,
+            "top_k": int,
+            "node_budget": int,
+            "lookup_tokens": int,
+            "early_exit": str,
+        }
         chosen[m] = replace(METHOD_DEFAULTS[m], **{k: t(row[k]) for k, t in fields.items() if row.get(k)})
         log(f"best {m}: {row['speedup_vs_ar']}x {asdict(chosen[m])}")
     return chosen
@@ -139,16 +156,27 @@ def main():
             check(model, adapter, out, args.max_new_tokens)
         elif stage == "sweep":
             settings = sweep_settings()[: 4 if args.limit else None]
-            rows = bench.sweep_tree(model, out=out / "bench", settings=settings,
-                                    max_new_tokens=args.max_new_tokens, progress=False)
+            rows = bench.sweep_tree(
+                model, out=out / "bench", settings=settings, max_new_tokens=args.max_new_tokens, progress=False
+            )
             print(bench.sweep_markdown(rows), flush=True)
         elif stage == "bench":
             sweep = Path(args.sweep_file) if args.sweep_file else out / "bench" / "sweep_tree.csv"
-            options = bench.method_options(args.max_new_tokens, options=best_options(sweep) if sweep.is_file() else None)
+            options = bench.method_options(
+                args.max_new_tokens, options=best_options(sweep) if sweep.is_file() else None
+            )
             methods = list(bench.OUR_METHODS) + [m for m in args.hf_methods.split(",") if m]
             questions = bench.limit_per_category(load_minibench(), args.limit)
-            result = bench.benchmark(model, questions, methods=methods, out=out / "bench", hf_limit=args.hf_limit,
-                                     max_new_tokens=args.max_new_tokens, options=options, progress=False)
+            result = bench.benchmark(
+                model,
+                questions,
+                methods=methods,
+                out=out / "bench",
+                hf_limit=args.hf_limit,
+                max_new_tokens=args.max_new_tokens,
+                options=options,
+                progress=False,
+            )
             print(bench.summary_markdown(result.rows), flush=True)
             for m in result.mismatches:
                 log("mismatch", json.dumps(m))
@@ -159,10 +187,10 @@ def main():
                 path = out / "bench" / "answers" / f"{m}.jsonl"
                 if path.is_file():
                     from kangaroo_lab.decoding import DecodeOptions
+
                     opts = DecodeOptions(**run["options"][m])
                     runs[m] = (method_layout(m, opts), bench.rounds_from_answers(path))
-            source = (f"the rounds of bench/answers ({model.name}, mini-bench, l=2; each method's options in "
-                      "run.json)")
+            source = f"the rounds of bench/answers ({model.name}, mini-bench, l=2; each method's options in run.json)"
             steps, proj = costs.measure(model, adapter, runs, out / "bench", source, progress=False)
             for r in steps:
                 log(r["shape"], r["step"], r["tokens"], round(r["ms"], 3))

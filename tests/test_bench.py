@@ -9,8 +9,20 @@ import pytest
 import torch
 
 from kangaroo_lab import bench
-from kangaroo_lab.bench import (METHODS, NOTE, SUMMARY_COLUMNS, SWEEP_COLUMNS, Generated, TurnRecord, answer_question,
-                                benchmark, parse_methods, summarize, sweep_exit_layer, sweep_threshold)
+from kangaroo_lab.bench import (
+    METHODS,
+    NOTE,
+    SUMMARY_COLUMNS,
+    SWEEP_COLUMNS,
+    Generated,
+    TurnRecord,
+    answer_question,
+    benchmark,
+    parse_methods,
+    summarize,
+    sweep_exit_layer,
+    sweep_threshold,
+)
 from kangaroo_lab.cli import main
 from kangaroo_lab.questions import Question, load_questions
 
@@ -50,9 +62,11 @@ def test_summary_csv_has_exact_columns_and_one_row_per_method_and_category(full_
     assert columns == list(SUMMARY_COLUMNS)
     data = [r for r in rows if r["method"] != NOTE]
     assert [(r["method"], r["category"]) for r in data] == [
-        (m, c) for m in METHODS for c in ("mt_bench", "qa", "overall")]
-    assert all(r["device"].startswith("cpu (") and "torch" in r["versions"] and "transformers" in r["versions"]
-               for r in data)
+        (m, c) for m in METHODS for c in ("mt_bench", "qa", "overall")
+    ]
+    assert all(
+        r["device"].startswith("cpu (") and "torch" in r["versions"] and "transformers" in r["versions"] for r in data
+    )
 
 
 def test_greedy_methods_are_lossless_and_ar_is_the_baseline(full_run):
@@ -100,8 +114,7 @@ def test_mismatches_name_the_first_differing_token_and_the_top2_gap(tiny):
 
 def test_a_question_that_cannot_fit_is_skipped_with_a_note(tiny, tmp_path):
     long = Question(9, "summarization", ["word " * 900])  # ~4500 byte tokens: beyond tiny-random's 1024
-    result = benchmark(tiny, [Question(1, "qa", ["hi"]), long], "ar,pld", tmp_path, max_new_tokens=4,
-                       progress=False)
+    result = benchmark(tiny, [Question(1, "qa", ["hi"]), long], "ar,pld", tmp_path, max_new_tokens=4, progress=False)
     assert {r.question_id for r in result.records} == {1}
     assert any(n.startswith("skipped summarization question 9") for n in result.notes)
     assert json.loads((tmp_path / "run.json").read_text())["skipped"][0].startswith("skipped summarization question 9")
@@ -145,9 +158,13 @@ def test_second_turn_sees_the_methods_own_first_answer(tiny):
     q = Question(1, "mt_bench", ("first question", "second question"))
     turns = answer_question(tiny, "fake", fake, q, 8)
     assert [t.text for t in turns] == ["answer 1", "answer 2"]
-    assert prompts[1] == tiny.encode([{"role": "user", "content": "first question"},
-                                      {"role": "assistant", "content": "answer 1"},
-                                      {"role": "user", "content": "second question"}])
+    assert prompts[1] == tiny.encode(
+        [
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "answer 1"},
+            {"role": "user", "content": "second question"},
+        ]
+    )
 
 
 def test_hf_output_is_cut_after_the_first_eos():
@@ -163,14 +180,25 @@ def rec(method, qid, category, tokens, seconds, accept=(), turn=0):
 
 def test_summary_metrics_by_hand():
     records = [
-        rec("ar", 1, "a", 10, 1.0, [1] * 9), rec("ar", 2, "b", 10, 2.0, [1] * 9),
-        rec("kangaroo", 1, "a", 10, 0.5, [3, 1, 4, 1]), rec("kangaroo", 2, "b", [9] * 10, 0.5, [2, 7]),
+        rec("ar", 1, "a", 10, 1.0, [1] * 9),
+        rec("ar", 2, "b", 10, 2.0, [1] * 9),
+        rec("kangaroo", 1, "a", 10, 0.5, [3, 1, 4, 1]),
+        rec("kangaroo", 2, "b", [9] * 10, 0.5, [2, 7]),
         rec("hf", 1, "a", 10, 4.0),  # hf ran question 1 only (as with --hf-limit 1)
     ]
     rows = summarize(records, "cpu (1 threads)", "v", notes=["a note"])
     by = {(r["method"], r["category"]): r for r in rows}
-    assert list(by) == [("ar", "a"), ("ar", "b"), ("ar", "overall"), ("kangaroo", "a"), ("kangaroo", "b"),
-                        ("kangaroo", "overall"), ("hf", "a"), ("hf", "overall"), (NOTE, "a note")]
+    assert list(by) == [
+        ("ar", "a"),
+        ("ar", "b"),
+        ("ar", "overall"),
+        ("kangaroo", "a"),
+        ("kangaroo", "b"),
+        ("kangaroo", "overall"),
+        ("hf", "a"),
+        ("hf", "overall"),
+        (NOTE, "a note"),
+    ]
     assert all(list(r) == list(SUMMARY_COLUMNS) for r in rows)
     k = by["kangaroo", "overall"]
     assert k["tokens_per_s"] == pytest.approx(20 / 1.0)
@@ -191,8 +219,12 @@ def test_summary_metrics_by_hand():
 
 
 def test_multi_turn_questions_are_identical_only_when_every_turn_is():
-    records = [rec("ar", 1, "mt_bench", [1, 2], 1.0, turn=0), rec("ar", 1, "mt_bench", [3, 4], 1.0, turn=1),
-               rec("x", 1, "mt_bench", [1, 2], 1.0, turn=0), rec("x", 1, "mt_bench", [3, 5], 1.0, turn=1)]
+    records = [
+        rec("ar", 1, "mt_bench", [1, 2], 1.0, turn=0),
+        rec("ar", 1, "mt_bench", [3, 4], 1.0, turn=1),
+        rec("x", 1, "mt_bench", [1, 2], 1.0, turn=0),
+        rec("x", 1, "mt_bench", [3, 5], 1.0, turn=1),
+    ]
     assert summarize(records)[-1]["identical_to_ar"] == 0.0
 
 
@@ -203,11 +235,15 @@ def test_unknown_categories_keep_their_own_rows():
 
 # ------------------------------------------------------------------------------------ --hf-limit
 def test_hf_limit_runs_hf_methods_on_fewer_questions_and_says_so(tiny, tmp_path, monkeypatch):
-    questions = load_questions(write_questions(tmp_path / "q.jsonl", QUESTIONS + [
-        {"question_id": 3, "category": "qa", "turns": ["What is a star?"]}]))
+    questions = load_questions(
+        write_questions(
+            tmp_path / "q.jsonl", QUESTIONS + [{"question_id": 3, "category": "qa", "turns": ["What is a star?"]}]
+        )
+    )
     real, calls = bench.answer_question, []
-    monkeypatch.setattr(bench, "answer_question", lambda m, method, *a: calls.append((a[1].question_id, method))
-                        or real(m, method, *a))
+    monkeypatch.setattr(
+        bench, "answer_question", lambda m, method, *a: calls.append((a[1].question_id, method)) or real(m, method, *a)
+    )
     result = benchmark(tiny, questions, "ar,hf", tmp_path / "out", max_new_tokens=4, hf_limit=1, progress=False)
     assert calls == [(1, "ar"), (1, "hf"), (2, "ar"), (2, "hf"), (3, "ar")]  # interleaved; hf skips question 3
     by = {(r["method"], r["category"]): r for r in result.rows}
@@ -222,8 +258,9 @@ def test_hf_limit_runs_hf_methods_on_fewer_questions_and_says_so(tiny, tmp_path,
 
 def test_a_transformers_method_that_cannot_run_is_reported_not_fatal(tiny, tmp_path, monkeypatch, capsys):
     real_options, real_runner = bench.hf_options, bench.hf_runner
-    monkeypatch.setattr(bench, "hf_options",
-                        lambda m, l: {"no_such_option": 1} if m == "hf-earlyexit" else real_options(m, l))
+    monkeypatch.setattr(
+        bench, "hf_options", lambda m, l: {"no_such_option": 1} if m == "hf-earlyexit" else real_options(m, l)
+    )
 
     def pld_fails_on_the_second_question(model, hf, **options):  # 2 warm-ups + question 1 work
         run, calls = real_runner(model, hf, **options), []
@@ -233,6 +270,7 @@ def test_a_transformers_method_that_cannot_run_is_reported_not_fatal(tiny, tmp_p
             if "prompt_lookup_num_tokens" in options and len(calls) > 3:
                 raise RuntimeError("out of luck")
             return run(prompt_ids, max_new_tokens)
+
         return flaky
 
     monkeypatch.setattr(bench, "hf_runner", pld_fails_on_the_second_question)
@@ -250,8 +288,17 @@ def test_a_transformers_method_that_cannot_run_is_reported_not_fatal(tiny, tmp_p
 # ------------------------------------------------------------------------------------ sweeps
 def test_threshold_sweep_writes_a_row_per_setting(tiny, tmp_path):
     questions = [Question(1, "qa", ("hi",)), Question(2, "qa", ("ho",)), Question(3, "rag", ("hu",))]
-    rows = sweep_threshold(tiny, questions, tmp_path, thresholds=(0.0, 0.5), max_drafts=(2, 3), exit_layer=1,
-                           limit=1, max_new_tokens=6, progress=False)
+    rows = sweep_threshold(
+        tiny,
+        questions,
+        tmp_path,
+        thresholds=(0.0, 0.5),
+        max_drafts=(2, 3),
+        exit_layer=1,
+        limit=1,
+        max_new_tokens=6,
+        progress=False,
+    )
     columns, on_disk = read_csv(tmp_path / "sweep_threshold.csv")
     assert columns == list(SWEEP_COLUMNS) and len(on_disk) == len(rows) == 6
     assert on_disk[0]["method"] == "ar" and float(on_disk[0]["speedup_vs_ar"]) == 1.0
@@ -265,29 +312,50 @@ def test_threshold_sweep_writes_a_row_per_setting(tiny, tmp_path):
 
 
 def test_tree_sweep_writes_each_setting_with_its_tree(tiny, tmp_path):
-    settings = [{"method": "pld", "lookup_tokens": 4},
-                {"method": "kangaroo-tree", "node_budget": 12, "max_draft": 2, "top_k": 3},
-                {"method": "kangaroo+lookup", "node_budget": 16, "max_draft": 2, "lookup_tokens": 6,
-                 "early_exit": "host", "threshold": 0.1}]
-    rows = bench.sweep_tree(tiny, [Question(1, "qa", ("hi hi hi",))], tmp_path, settings=settings, max_new_tokens=8,
-                            progress=False)
+    settings = [
+        {"method": "pld", "lookup_tokens": 4},
+        {"method": "kangaroo-tree", "node_budget": 12, "max_draft": 2, "top_k": 3},
+        {
+            "method": "kangaroo+lookup",
+            "node_budget": 16,
+            "max_draft": 2,
+            "lookup_tokens": 6,
+            "early_exit": "host",
+            "threshold": 0.1,
+        },
+    ]
+    rows = bench.sweep_tree(
+        tiny, [Question(1, "qa", ("hi hi hi",))], tmp_path, settings=settings, max_new_tokens=8, progress=False
+    )
     columns, on_disk = read_csv(tmp_path / "sweep_tree.csv")
     assert columns == list(SWEEP_COLUMNS) and [r["method"] for r in on_disk] == [
-        "ar", "pld", "kangaroo-tree", "kangaroo+lookup", "ar"]
+        "ar",
+        "pld",
+        "kangaroo-tree",
+        "kangaroo+lookup",
+        "ar",
+    ]
     assert (on_disk[1]["lookup_tokens"], on_disk[1]["adapter"]) == ("4", "")  # pld drafts with no adapter
     assert (on_disk[2]["node_budget"], on_disk[2]["max_draft"], on_disk[2]["top_k"]) == ("12", "2", "3")
     assert on_disk[3]["early_exit"] == "host" and float(on_disk[3]["syncs_per_round"]) > 1  # a read per level
     assert float(on_disk[2]["syncs_per_round"]) == 1.0 and float(on_disk[2]["drafts_per_round"]) == 2
     assert rows[1]["nodes_per_round"] is not None
     with pytest.raises(ValueError, match="top_k"):
-        bench.sweep_tree(tiny, [Question(1, "qa", ("hi",))], tmp_path, settings=[{"method": "kangaroo-tree", "top_k": 0}])
+        bench.sweep_tree(
+            tiny, [Question(1, "qa", ("hi",))], tmp_path, settings=[{"method": "kangaroo-tree", "top_k": 0}]
+        )
 
 
 def test_exit_layer_sweep_skips_layers_the_model_lacks(tiny, tmp_path, capsys):
-    rows = sweep_exit_layer(tiny, [Question(1, "qa", ("hi",))], tmp_path, layers=(1, 3, 9), max_new_tokens=4,
-                            progress=False)
-    assert [(r["method"], r["exit_layer"]) for r in rows] == [("ar", None), ("kangaroo", 1), ("kangaroo", 3),
-                                                              ("ar", None)]
+    rows = sweep_exit_layer(
+        tiny, [Question(1, "qa", ("hi",))], tmp_path, layers=(1, 3, 9), max_new_tokens=4, progress=False
+    )
+    assert [(r["method"], r["exit_layer"]) for r in rows] == [
+        ("ar", None),
+        ("kangaroo", 1),
+        ("kangaroo", 3),
+        ("ar", None),
+    ]
     assert len(read_csv(tmp_path / "sweep_exit_layer.csv")[1]) == 4
     assert "skipping exit layers [9]" in capsys.readouterr().err
 
@@ -303,8 +371,15 @@ def test_a_killed_sweep_keeps_the_rows_it_measured(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench, "answer_all", dies_on_third_call)
     with pytest.raises(KeyboardInterrupt):
-        sweep_threshold(tiny, [Question(1, "qa", ("hi",))], tmp_path, thresholds=(0.1, 0.2), max_drafts=(2,),
-                        max_new_tokens=4, progress=False)
+        sweep_threshold(
+            tiny,
+            [Question(1, "qa", ("hi",))],
+            tmp_path,
+            thresholds=(0.1, 0.2),
+            max_drafts=(2,),
+            max_new_tokens=4,
+            progress=False,
+        )
     assert [r["threshold"] for r in read_csv(tmp_path / "sweep_threshold.csv")[1]] == ["", "0.1"]
 
 
@@ -333,8 +408,21 @@ def test_cli_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
 # ------------------------------------------------------------------------------------ CLI
 def test_cli_bench_json(tmp_path, capsys):
     q = write_questions(tmp_path / "q.jsonl")
-    args = ["bench", "--model", "tiny-random", "--device", "cpu", "--questions", str(q), "--methods",
-            "ar,kangaroo", "--max-new-tokens", "6", "--out", str(tmp_path / "out")]
+    args = [
+        "bench",
+        "--model",
+        "tiny-random",
+        "--device",
+        "cpu",
+        "--questions",
+        str(q),
+        "--methods",
+        "ar,kangaroo",
+        "--max-new-tokens",
+        "6",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main([*args, "--json"]) == 0
     out, err = capsys.readouterr()
     record = json.loads(out)
@@ -351,8 +439,27 @@ def test_cli_bench_json(tmp_path, capsys):
 
 def test_cli_sweep_json(tmp_path, capsys):
     q = write_questions(tmp_path / "q.jsonl")
-    assert main(["bench", "--model", "tiny-random", "--device", "cpu", "--questions", str(q), "--sweep",
-                 "exit-layer", "--max-new-tokens", "4", "--out", str(tmp_path), "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "tiny-random",
+                "--device",
+                "cpu",
+                "--questions",
+                str(q),
+                "--sweep",
+                "exit-layer",
+                "--max-new-tokens",
+                "4",
+                "--out",
+                str(tmp_path),
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert [r["exit_layer"] for r in rows] == [None, 1, 2, 3, None]  # tiny-random has 4 layers
     assert main(["bench", "--model", "tiny-random", "--sweep", "threshold", "--methods", "ar"]) == 2

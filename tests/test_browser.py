@@ -51,8 +51,10 @@ SHOTS = Path(os.environ.get("KANGAROO_LAB_SCREENSHOTS", ROOT / "outputs" / "scre
 NB_ETA = "03_confidence_distributions.ipynb"
 NB_STEP = "04_double_early_exit_step_by_step.ipynb"
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
-INSTALL_BROWSER = ("no Chromium found for the browser test. Install one: `apt-get install chromium-headless-shell` "
-                   "(Debian, as root; `.ci/run` does this), or set KANGAROO_LAB_CHROMIUM=/path/to/chromium")
+INSTALL_BROWSER = (
+    "no Chromium found for the browser test. Install one: `apt-get install chromium-headless-shell` "
+    "(Debian, as root; `.ci/run` does this), or set KANGAROO_LAB_CHROMIUM=/path/to/chromium"
+)
 INSTALL_PLAYWRIGHT = "Playwright is missing: pip install -e '.[dev]' (or pip install playwright)"
 
 # Generous limits for a busy 2-core machine. The waits end as soon as their condition holds.
@@ -129,18 +131,34 @@ def lab(tmp_path_factory):
     # a private config: no announcement pop-up, no saved workspace, no user settings leak in
     (home / "config" / "labconfig").mkdir(parents=True)
     (home / "config" / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    env = {**os.environ, "KANGAROO_LAB_SMOKE": "1", "KANGAROO_LAB_DATA": str(DATA_DIR),
-           "KANGAROO_LAB_OUT": str(home / "outputs"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTER_DATA_DIR": str(home / "data"),
-           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    env = {
+        **os.environ,
+        "KANGAROO_LAB_SMOKE": "1",
+        "KANGAROO_LAB_DATA": str(DATA_DIR),
+        "KANGAROO_LAB_OUT": str(home / "outputs"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+    }
     env.pop("KANGAROO_LAB_DEVICE", None)
     port, token = free_port(), secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={home}", "--LabApp.expose_app_in_browser=True"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={home}",
+        "--LabApp.expose_app_in_browser=True",
+    ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = home / "jupyterlab.log"
@@ -228,22 +246,35 @@ def wait_idle(page, after: str, quiet_s: float = 1.0) -> None:
 
 def wait_text(page, locator, text: str, what: str) -> None:
     """Wait until `locator`'s text contains `text` (white space collapsed)."""
-    wait_until(page, "([el, text]) => el.innerText.split(/\\s+/).join(' ').includes(text)",
-               arg=[locator.element_handle(), text], what=f"{what}: {text!r}", locator=locator)
+    wait_until(
+        page,
+        "([el, text]) => el.innerText.split(/\\s+/).join(' ').includes(text)",
+        arg=[locator.element_handle(), text],
+        what=f"{what}: {text!r}",
+        locator=locator,
+    )
 
 
 def find_panel(page, css: str):
     """The panel displayed by the notebook, once the widget manager has rendered it."""
-    wait_until(page, f"() => document.querySelector('{css}') !== null",
-               what=f"the panel ({css}) to render; if the cell shows 'Error displaying widget', "
-                    "the ipywidgets extension for JupyterLab (jupyterlab_widgets) is missing")
+    wait_until(
+        page,
+        f"() => document.querySelector('{css}') !== null",
+        what=f"the panel ({css}) to render; if the cell shows 'Error displaying widget', "
+        "the ipywidgets extension for JupyterLab (jupyterlab_widgets) is missing",
+    )
     return page.locator(css)
 
 
 def wait_rounds(page, panel, n: int, what: str) -> None:
     rounds = panel.locator(".kangaroo-rounds")
-    wait_until(page, "([el, n]) => el.querySelectorAll('.kangaroo-round').length === n",
-               arg=[rounds.element_handle(), n], what=f"{n} rounds shown after {what}", locator=rounds)
+    wait_until(
+        page,
+        "([el, n]) => el.querySelectorAll('.kangaroo-round').length === n",
+        arg=[rounds.element_handle(), n],
+        what=f"{n} rounds shown after {what}",
+        locator=rounds,
+    )
 
 
 def run_all(page, name: str) -> None:
@@ -257,8 +288,10 @@ def run_all(page, name: str) -> None:
         if not state["waiting"] and state["status"] == "idle":
             return
         page.wait_for_timeout(500)  # poll interval
-    pytest.fail(f"{name}: run all did not finish within {RUN_ALL_S} s; cells not yet run: {state and state['waiting']}, "
-                f"kernel {state and state['status']}")
+    pytest.fail(
+        f"{name}: run all did not finish within {RUN_ALL_S} s; cells not yet run: {state and state['waiting']}, "
+        f"kernel {state and state['status']}"
+    )
 
 
 @contextmanager
@@ -342,8 +375,9 @@ def test_eta_panel_of_03_follows_the_slider(browser, lab):
         assert f"{shares['drafts_per_round']:.2f} drafts per round" in flat(summary.inner_text())
         assert figure.get_attribute("src") != before, "the figure was not redrawn for the new η"
         shown = page.evaluate(BLOB_SHA256, figure.element_handle())
-        assert shown == hashlib.sha256(widgets.figure_png(plots.eta_tradeoff(trace, 0.3))).hexdigest(), \
+        assert shown == hashlib.sha256(widgets.figure_png(plots.eta_tradeoff(trace, 0.3))).hexdigest(), (
             "the figure shown is not the one for η = 0.30"
+        )
         save_panel(panel, "eta_panel_03.png")
 
 
@@ -361,8 +395,9 @@ def drafts_per_round(panel) -> list[int]:
 def test_step_panel_of_04_follows_its_controls(browser, lab):
     with notebook(browser, lab, NB_STEP) as page:
         panel = find_panel(page, ".kangaroo-step-panel")
-        status, rounds, summary = (panel.locator(c) for c in (".kangaroo-status", ".kangaroo-rounds .kangaroo-round",
-                                                              ".kangaroo-summary"))
+        status, rounds, summary = (
+            panel.locator(c) for c in (".kangaroo-status", ".kangaroo-rounds .kangaroo-round", ".kangaroo-summary")
+        )
         next_button, all_button = panel.locator(".kangaroo-next"), panel.locator(".kangaroo-all")
         # the notebook's last cell generated with the defaults and revealed two rounds
         first = flat(status.inner_text())

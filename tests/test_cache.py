@@ -26,8 +26,14 @@ def cache(tiny, tmp_path, monkeypatch):
 
     def convert(path, folder, stamp=None):
         conversions.append(folder)
-        return models.write_cache(folder, with_prefix(tiny.engine.state_dict()), tiny.config.to_hf(), tiny.tokenizer,
-                                  stamp or models._file_stamp(path))
+        return models.write_cache(
+            folder,
+            with_prefix(tiny.engine.state_dict()),
+            tiny.config.to_hf(),
+            tiny.tokenizer,
+            stamp or models._file_stamp(path),
+        )
+
     monkeypatch.setattr(models, "convert_gguf", convert)
     return gguf, tmp_path / "cache" / "little", conversions
 
@@ -42,7 +48,10 @@ def test_first_load_converts_then_reuses(tiny, cache):
     assert same_as_tiny(tiny, load_model(str(gguf), device="cpu"))
     assert same_as_tiny(tiny, load_model(str(gguf), device="cpu"))
     assert len(conversions) == 1
-    assert json.loads((folder / "source.json").read_text())["weights"]["size"] == (folder / "model.safetensors").stat().st_size
+    assert (
+        json.loads((folder / "source.json").read_text())["weights"]["size"]
+        == (folder / "model.safetensors").stat().st_size
+    )
     assert [p.name for p in folder.parent.iterdir()] == ["little"]  # no temporary folder left
 
 
@@ -56,7 +65,7 @@ def test_a_damaged_cache_is_detected_and_rebuilt_with_a_message(tiny, cache, cap
         weights.write_bytes(data[: len(data) // 2])
     elif damage == "overwritten":  # loaded without a word and generated garbage, before
         mid = len(data) // 2
-        weights.write_bytes(data[:mid] + bytes(4096) + data[mid + 4096:])
+        weights.write_bytes(data[:mid] + bytes(4096) + data[mid + 4096 :])
     elif damage == "emptied":
         weights.write_bytes(b"")
     else:  # a cache from before checksums were stored
@@ -81,6 +90,7 @@ def test_an_interrupted_conversion_leaves_no_cache_and_no_temporary_folder(tiny,
     def interrupted(sd, path, *a, **k):
         save(sd, path, *a, **k)
         raise KeyboardInterrupt
+
     monkeypatch.setattr(st, "save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_model(str(gguf), device="cpu")
@@ -117,7 +127,7 @@ def test_weights_digest_sees_a_change_anywhere(tmp_path):
     digest = models.weights_digest(path)
     spacing = len(data) // models.SAMPLES
     for at in range(0, len(data) - spacing, len(data) // 7):  # a region as wide as the blocks' spacing
-        path.write_bytes(data[:at] + bytes(spacing) + data[at + spacing:])
+        path.write_bytes(data[:at] + bytes(spacing) + data[at + spacing :])
         assert models.weights_digest(path) != digest, at
     path.write_bytes(data)
     assert models.weights_digest(path) == digest

@@ -8,7 +8,17 @@ import re
 import pytest
 
 from kangaroo_lab import GenerationResult, load_model, new_adapter
-from kangaroo_lab.cli import ACCEPTED, DEMO_METHODS, LOOKUP, REJECTED, main, render, token_kinds, token_pieces, use_colour
+from kangaroo_lab.cli import (
+    ACCEPTED,
+    DEMO_METHODS,
+    LOOKUP,
+    REJECTED,
+    main,
+    render,
+    token_kinds,
+    token_pieces,
+    use_colour,
+)
 from kangaroo_lab.decoding import HEADLINE_METHOD
 from kangaroo_lab.decoding import Round
 
@@ -28,16 +38,39 @@ def test_generate_json_both_methods_agree(capsys):
     assert kg["method"] == "kangaroo" and kg["adapter"]["source"] == "untrained"
     assert kg["text"] == ar["text"] and kg["token_ids"] == ar["token_ids"]  # greedy is lossless
     assert len(kg["token_ids"]) == kg["options"]["max_new_tokens"] == 12
-    for key in ("model", "options", "accept_lengths", "mean_accepted", "tokens_per_second", "seconds", "rounds",
-                "draft_confidences", "draft_accepted", "stop_reason"):
+    for key in (
+        "model",
+        "options",
+        "accept_lengths",
+        "mean_accepted",
+        "tokens_per_second",
+        "seconds",
+        "rounds",
+        "draft_confidences",
+        "draft_accepted",
+        "stop_reason",
+    ):
         assert key in kg
 
 
 @pytest.mark.parametrize("method", ["pld", "kangaroo-tree", "kangaroo+lookup"])
 def test_generate_json_trees_and_lookup(capsys, method):
     ar = run_json(capsys, "--prompt", "hi hi hi hi", "--method", "ar")
-    rec = run_json(capsys, "--prompt", "hi hi hi hi", "--method", method, "--lookup-tokens", "4", "--node-budget", "12",
-                   "--max-draft", "2", "--top-k", "3")
+    rec = run_json(
+        capsys,
+        "--prompt",
+        "hi hi hi hi",
+        "--method",
+        method,
+        "--lookup-tokens",
+        "4",
+        "--node-budget",
+        "12",
+        "--max-draft",
+        "2",
+        "--top-k",
+        "3",
+    )
     assert rec["token_ids"] == ar["token_ids"] and rec["syncs_per_round"] == 1.0
     assert (rec["adapter"] is None) == (method == "pld")
     assert rec["options"]["lookup_tokens"] == 4 and rec["options"]["node_budget"] == 12
@@ -83,8 +116,17 @@ def hand_made_result(tok) -> GenerationResult:
         Round([ids[12], rej[0]], [0.9, 0.9], 2, ids[0]),  # output stops after ids[12]
     ]
     return GenerationResult(
-        method="kangaroo", prompt_ids=[0], token_ids=ids, text=tok.decode(ids), accept_lengths=[2, 4, 1, 4, 1],
-        draft_confidences=[], draft_accepted=[], draft_positions=[], trace=trace, seconds=1.0, stop_reason="eos",
+        method="kangaroo",
+        prompt_ids=[0],
+        token_ids=ids,
+        text=tok.decode(ids),
+        accept_lengths=[2, 4, 1, 4, 1],
+        draft_confidences=[],
+        draft_accepted=[],
+        draft_positions=[],
+        trace=trace,
+        seconds=1.0,
+        stop_reason="eos",
     )
 
 
@@ -101,8 +143,15 @@ def test_token_kinds_of_a_tree_round_mark_lookup_tokens(tok):
     """A tree round: the accepted path (a lookup token, then an adapter draft below it) is coloured
     by source; a tree's other branches are not shown as rejected."""
     ids = tok("abcd", add_special_tokens=False).input_ids
-    rnd = Round([ids[1], 99, ids[2], 98], [float("nan"), 0.5, 0.9, 0.4], 2, ids[3], parents=[-1, -1, 0, 1],
-                path=[0, 2], sources=["lookup", "adapter", "adapter", "adapter"])
+    rnd = Round(
+        [ids[1], 99, ids[2], 98],
+        [float("nan"), 0.5, 0.9, 0.4],
+        2,
+        ids[3],
+        parents=[-1, -1, 0, 1],
+        path=[0, 2],
+        sources=["lookup", "adapter", "adapter", "adapter"],
+    )
     res = GenerationResult("kangaroo+lookup", [0], ids, "abcd", [3], [], [], [], [rnd], 1.0, "length")
     kinds, rejected = token_kinds(res)
     assert kinds == ["target", "lookup", "accepted", "target"] and rejected == {}
@@ -166,14 +215,17 @@ def test_demo_json(capsys):
 
 
 # ------------------------------------------------------------------------------------ errors
-@pytest.mark.parametrize("args", [
-    ["--prompt", "hi", "--threshold", "1.5"],
-    ["--prompt", "hi", "--exit-layer", "0"],
-    ["--prompt", "hi", "--exit-layer", "4"],  # tiny-random has 4 layers
-    ["--prompt", "   "],
-    ["--prompt", "hi", "--adapter", "no/such/adapter"],
-    ["--prompt", "hi", "--max-new-tokens", "0"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--prompt", "hi", "--threshold", "1.5"],
+        ["--prompt", "hi", "--exit-layer", "0"],
+        ["--prompt", "hi", "--exit-layer", "4"],  # tiny-random has 4 layers
+        ["--prompt", "   "],
+        ["--prompt", "hi", "--adapter", "no/such/adapter"],
+        ["--prompt", "hi", "--max-new-tokens", "0"],
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(capsys, args):
     assert main(["generate", *TINY, *args]) == 2
     check_one_line_error(capsys)

@@ -14,8 +14,10 @@ from kangaroo_lab.models import load_model
 from kangaroo_lab.rounds import RoundSteps
 from kangaroo_lab.tree import Layout
 
-QUESTIONS = [Question(1, "qa", ["What is the capital of France?"]),
-             Question(2, "mt_bench", ["Write a haiku about rain.", "Now make it about snow."])]
+QUESTIONS = [
+    Question(1, "qa", ["What is the capital of France?"]),
+    Question(2, "mt_bench", ["Write a haiku about rain.", "Now make it about snow."]),
+]
 
 
 def test_step_times_cover_every_step_and_row_count(tiny):
@@ -88,28 +90,41 @@ def test_bench_captures_each_method_once(tmp_path, monkeypatch):
     tiny = load_model("tiny-random", device="cpu", seed=0)
     built = []
     ar_init, round_init = graphs.ARGraph.__init__, RoundSteps.__init__
-    monkeypatch.setattr(graphs.ARGraph, "__init__", lambda self, *a, **k: (built.append("ar"), ar_init(self, *a, **k))[1])
-    monkeypatch.setattr(RoundSteps, "__init__",
-                        lambda self, *a, **k: (built.append(a[2]), round_init(self, *a, **k))[1])
+    monkeypatch.setattr(
+        graphs.ARGraph, "__init__", lambda self, *a, **k: (built.append("ar"), ar_init(self, *a, **k))[1]
+    )
+    monkeypatch.setattr(
+        RoundSteps, "__init__", lambda self, *a, **k: (built.append(a[2]), round_init(self, *a, **k))[1]
+    )
     monkeypatch.setattr(bench, "engine_runner", _graph_runner)
-    bench.benchmark(tiny, QUESTIONS, "ar,kangaroo,pld,kangaroo+lookup", tmp_path, max_new_tokens=120,
-                    progress=False)  # turn 2 > 256
+    bench.benchmark(
+        tiny, QUESTIONS, "ar,kangaroo,pld,kangaroo+lookup", tmp_path, max_new_tokens=120, progress=False
+    )  # turn 2 > 256
     assert len(built) == 4  # one set per method: during the warm-up, never again
     assert built[0] == "ar" and len(set(built[1:])) == 3
 
 
 def _graph_runner(model, method, adapter, opts):
     def run(prompt_ids, max_new_tokens):
-        res = generate(model, prompt_ids, adapter=adapter, method=method, options=opts,
-                       max_new_tokens=max_new_tokens, cuda_graphs=GraphOptions())
+        res = generate(
+            model,
+            prompt_ids,
+            adapter=adapter,
+            method=method,
+            options=opts,
+            max_new_tokens=max_new_tokens,
+            cuda_graphs=GraphOptions(),
+        )
         return bench.Generated(res.token_ids, res.accept_lengths, [len(r.drafts) for r in res.trace])
+
     return run
 
 
 def test_draft_trace_rows_follow_the_rounds(tiny, tmp_path):
     adapter = new_adapter(tiny, 2, seed=0)
-    path = bench.draft_trace(tiny, adapter, QUESTIONS, tmp_path / "trace.csv", max_draft=3, max_new_tokens=10,
-                             progress=False)
+    path = bench.draft_trace(
+        tiny, adapter, QUESTIONS, tmp_path / "trace.csv", max_draft=3, max_new_tokens=10, progress=False
+    )
     rows = list(csv.DictReader(path.open()))
     assert rows and set(rows[0]) == set(bench.TRACE_COLUMNS)
     assert {(r["question_id"], r["turn"]) for r in rows} == {("1", "0"), ("2", "0"), ("2", "1")}
@@ -122,11 +137,29 @@ def test_draft_trace_rows_follow_the_rounds(tiny, tmp_path):
 
 def test_cli_bench_trace_and_costs(tmp_path):
     qfile = tmp_path / "q.jsonl"
-    qfile.write_text("\n".join(json.dumps({"question_id": q.question_id, "category": q.category, "turns": q.turns})
-                               for q in QUESTIONS))
+    qfile.write_text(
+        "\n".join(
+            json.dumps({"question_id": q.question_id, "category": q.category, "turns": q.turns}) for q in QUESTIONS
+        )
+    )
     out = tmp_path / "out"
-    code = main(["bench", "--model", "tiny-random", "--questions", str(qfile), "--methods", "ar,kangaroo,pld",
-                 "--max-new-tokens", "6", "--out", str(out), "--trace", "--costs"])
+    code = main(
+        [
+            "bench",
+            "--model",
+            "tiny-random",
+            "--questions",
+            str(qfile),
+            "--methods",
+            "ar,kangaroo,pld",
+            "--max-new-tokens",
+            "6",
+            "--out",
+            str(out),
+            "--trace",
+            "--costs",
+        ]
+    )
     assert code == 0
     assert (out / "draft_trace.csv").is_file() and (out / "step_times.csv").is_file()
     assert not (out / "projection_7b.csv").exists()  # the 7B shape needs a GPU: skipped on a CPU
@@ -137,10 +170,13 @@ def test_cli_bench_trace_and_costs(tmp_path):
     assert sum(n for _, _, n in rounds) == sum(sum(t) for t in turns)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--methods", "ar", "--costs"], "add one to --methods"),
-    (["--sweep", "threshold", "--trace"], "do not apply to --sweep"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--methods", "ar", "--costs"], "add one to --methods"),
+        (["--sweep", "threshold", "--trace"], "do not apply to --sweep"),
+    ],
+)
 def test_cli_bench_refuses_extras_that_cannot_run(args, message, capsys):
     assert main(["bench", "--model", "tiny-random", *args]) == 2
     assert message in capsys.readouterr().err
@@ -151,15 +187,24 @@ def test_stacked_projections_keep_hugging_face_names(tiny):
     HF's order, and load back to the same weights."""
     sd = tiny.engine.state_dict()
     names = [k for k in sd if k.startswith("layers.0.")]
-    assert names == ["layers.0.input_layernorm.weight", "layers.0.self_attn.q_proj.weight",
-                     "layers.0.self_attn.k_proj.weight", "layers.0.self_attn.v_proj.weight",
-                     "layers.0.self_attn.o_proj.weight", "layers.0.post_attention_layernorm.weight",
-                     "layers.0.mlp.gate_proj.weight", "layers.0.mlp.up_proj.weight", "layers.0.mlp.down_proj.weight"]
+    assert names == [
+        "layers.0.input_layernorm.weight",
+        "layers.0.self_attn.q_proj.weight",
+        "layers.0.self_attn.k_proj.weight",
+        "layers.0.self_attn.v_proj.weight",
+        "layers.0.self_attn.o_proj.weight",
+        "layers.0.post_attention_layernorm.weight",
+        "layers.0.mlp.gate_proj.weight",
+        "layers.0.mlp.up_proj.weight",
+        "layers.0.mlp.down_proj.weight",
+    ]
     attn = tiny.engine.layers[0].self_attn
     c = tiny.config
     assert sd["layers.0.self_attn.k_proj.weight"].shape == (c.n_kv_heads * c.head_dim, c.dim)
-    assert torch.equal(sd["layers.0.self_attn.k_proj.weight"],
-                       attn.qkv_proj.weight[c.n_heads * c.head_dim: (c.n_heads + c.n_kv_heads) * c.head_dim])
+    assert torch.equal(
+        sd["layers.0.self_attn.k_proj.weight"],
+        attn.qkv_proj.weight[c.n_heads * c.head_dim : (c.n_heads + c.n_kv_heads) * c.head_dim],
+    )
     fresh = new_adapter(tiny, 2, seed=5)
     fresh.load_state_dict(new_adapter(tiny, 2, seed=6).state_dict())
     assert torch.equal(fresh.self_attn.qkv_proj.weight, new_adapter(tiny, 2, seed=6).self_attn.qkv_proj.weight)
@@ -175,8 +220,12 @@ def test_matmul_attention_equals_sdpa():
     mask = torch.arange(10)[None, :] <= torch.tensor([5, 6, 7])[:, None]
     want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
     torch.testing.assert_close(attend(q, k, v, mask), want, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(attend(q[:, :, :1], k, v, None),
-                               F.scaled_dot_product_attention(q[:, :, :1], k, v, enable_gqa=True), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        attend(q[:, :, :1], k, v, None),
+        F.scaled_dot_product_attention(q[:, :, :1], k, v, enable_gqa=True),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_projection_and_breakdown_from_stored_files(tiny, tmp_path):

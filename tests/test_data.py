@@ -37,6 +37,7 @@ def _write_lines(path, lines):
 
 # --- training prompts ------------------------------------------------------------------
 
+
 def test_default_corpus_has_thousands_of_distinct_prompts(prompts):
     assert len(prompts) == DEFAULT_NUM_PROMPTS >= 3000
     assert len({p.turns for p in prompts}) == len(prompts)
@@ -95,6 +96,7 @@ def test_drawing_more_than_a_generator_can_make_is_refused():
 
 # --- mini-bench ------------------------------------------------------------------------
 
+
 def test_minibench_has_ten_questions_per_category(minibench):
     counts = Counter(q.category for q in minibench)
     assert set(counts) == set(CATEGORIES)
@@ -112,7 +114,7 @@ def test_minibench_turn_counts_and_lengths(minibench):
 
 def _word_ngrams(text, k):
     words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i:i + k]) for i in range(len(words) - k + 1)}
+    return {tuple(words[i : i + k]) for i in range(len(words) - k + 1)}
 
 
 def test_minibench_is_disjoint_from_training_prompts(prompts, minibench):
@@ -120,8 +122,7 @@ def test_minibench_is_disjoint_from_training_prompts(prompts, minibench):
     assert not [q.question_id for q in minibench if set(q.turns) & training_turns]
     # No shared passage or sentence either: no run of 8 words appears in both.
     training_grams = set().union(*(_word_ngrams(t, 8) for t in training_turns))
-    shared = [(q.question_id, g) for q in minibench for t in q.turns
-              for g in _word_ngrams(t, 8) & training_grams]
+    shared = [(q.question_id, g) for q in minibench for t in q.turns for g in _word_ngrams(t, 8) & training_grams]
     assert not shared
 
 
@@ -153,19 +154,22 @@ def test_spec_bench_loads_and_skips_blank_lines(tmp_path):
 GOOD = '{"question_id": 1, "category": "qa", "turns": ["Why?"]}'
 
 
-@pytest.mark.parametrize("bad_line, line_no, words", [
-    ("{not json", 2, "not valid JSON"),
-    ('{"question_id": 2, "category": "qa"}', 2, "missing 'turns'"),
-    ('{"question_id": 2, "category": "qa", "turns": []}', 2, "non-empty list"),
-    ('{"question_id": 2, "category": "qa", "turns": "Why?"}', 2, "non-empty list"),
-    ('{"question_id": 2, "category": "qa", "turns": ["ok", 3]}', 2, "turn 2"),
-    ('{"question_id": 2, "category": "qa", "turns": ["  "]}', 2, "non-empty string"),
-    ('{"question_id": 2.5, "category": "qa", "turns": ["Why?"]}', 2, "integer or a string"),
-    ('{"question_id": true, "category": "qa", "turns": ["Why?"]}', 2, "integer or a string"),
-    ('{"question_id": 2, "category": 7, "turns": ["Why?"]}', 2, "category"),
-    ('["Why?"]', 2, "JSON object"),
-    (GOOD, 3, "already used on line 1"),
-])
+@pytest.mark.parametrize(
+    "bad_line, line_no, words",
+    [
+        ("{not json", 2, "not valid JSON"),
+        ('{"question_id": 2, "category": "qa"}', 2, "missing 'turns'"),
+        ('{"question_id": 2, "category": "qa", "turns": []}', 2, "non-empty list"),
+        ('{"question_id": 2, "category": "qa", "turns": "Why?"}', 2, "non-empty list"),
+        ('{"question_id": 2, "category": "qa", "turns": ["ok", 3]}', 2, "turn 2"),
+        ('{"question_id": 2, "category": "qa", "turns": ["  "]}', 2, "non-empty string"),
+        ('{"question_id": 2.5, "category": "qa", "turns": ["Why?"]}', 2, "integer or a string"),
+        ('{"question_id": true, "category": "qa", "turns": ["Why?"]}', 2, "integer or a string"),
+        ('{"question_id": 2, "category": 7, "turns": ["Why?"]}', 2, "category"),
+        ('["Why?"]', 2, "JSON object"),
+        (GOOD, 3, "already used on line 1"),
+    ],
+)
 def test_spec_bench_bad_line_names_file_and_line(tmp_path, bad_line, line_no, words):
     lines = [GOOD, bad_line] if line_no == 2 else [GOOD, "", bad_line]
     path = _write_lines(tmp_path / "bad.jsonl", lines)
@@ -195,14 +199,17 @@ def test_empty_file_holds_no_questions(tmp_path, text):
 # --- ShareGPT loader -------------------------------------------------------------------
 
 SHAREGPT = [
-    {"id": "abc_0", "conversations": [
-        {"from": "human", "value": "Plan a trip to Oslo."},
-        {"from": "gpt", "value": "Sure! Day 1..."},
-        {"from": "human", "value": "Make it cheaper."},
-        {"from": "gpt", "value": "Okay..."}]},
+    {
+        "id": "abc_0",
+        "conversations": [
+            {"from": "human", "value": "Plan a trip to Oslo."},
+            {"from": "gpt", "value": "Sure! Day 1..."},
+            {"from": "human", "value": "Make it cheaper."},
+            {"from": "gpt", "value": "Okay..."},
+        ],
+    },
     {"conversations": [{"from": "gpt", "value": "Only the model speaks here."}]},
-    {"conversations": [{"from": "system", "value": "Be brief."},
-                       {"from": "user", "value": "What is tofu?"}]},
+    {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "user", "value": "What is tofu?"}]},
 ]
 
 
@@ -219,8 +226,7 @@ def test_sharegpt_keeps_human_turns(tmp_path):
 def test_sharegpt_one_conversation_per_line(tmp_path):
     path = _write_lines(tmp_path / "sharegpt.jsonl", [json.dumps(c) for c in SHAREGPT])
     questions = load_sharegpt(path)
-    assert [q.turns for q in questions] == [("Plan a trip to Oslo.", "Make it cheaper."),
-                                            ("What is tofu?",)]
+    assert [q.turns for q in questions] == [("Plan a trip to Oslo.", "Make it cheaper."), ("What is tofu?",)]
     assert load_questions(path) == questions
 
 
@@ -254,13 +260,17 @@ def test_sharegpt_without_any_human_turn_holds_no_questions(tmp_path):
 
 # --- plain prompts and dispatch --------------------------------------------------------
 
+
 def test_jsonl_prompts_accept_three_shapes(tmp_path):
-    path = _write_lines(tmp_path / "p.jsonl", [
-        '{"prompt": "Tell me a joke."}',
-        '"Name three rivers."',
-        "",
-        '{"turns": ["Hello", "Goodbye"], "category": "chat", "id": "x7"}',
-    ])
+    path = _write_lines(
+        tmp_path / "p.jsonl",
+        [
+            '{"prompt": "Tell me a joke."}',
+            '"Name three rivers."',
+            "",
+            '{"turns": ["Hello", "Goodbye"], "category": "chat", "id": "x7"}',
+        ],
+    )
     assert load_jsonl_prompts(path) == [
         Question(1, "custom", ("Tell me a joke.",)),
         Question(2, "custom", ("Name three rivers.",)),
@@ -269,13 +279,16 @@ def test_jsonl_prompts_accept_three_shapes(tmp_path):
     assert load_questions(path) == load_jsonl_prompts(path)
 
 
-@pytest.mark.parametrize("bad_line, words", [
-    ("42", "JSON string"),
-    ('{"text": "hi"}', '"prompt" string or a "turns" list'),
-    ('{"prompt": ""}', '"prompt"'),
-    ('{"prompt": ["a list"]}', "non-empty string"),
-    ("{'single': 'quotes'}", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "bad_line, words",
+    [
+        ("42", "JSON string"),
+        ('{"text": "hi"}', '"prompt" string or a "turns" list'),
+        ('{"prompt": ""}', '"prompt"'),
+        ('{"prompt": ["a list"]}', "non-empty string"),
+        ("{'single': 'quotes'}", "not valid JSON"),
+    ],
+)
 def test_jsonl_prompts_bad_line_names_file_and_line(tmp_path, bad_line, words):
     path = _write_lines(tmp_path / "p.jsonl", ['"fine"', "", "", bad_line])
     with pytest.raises(ValueError) as err:
@@ -296,10 +309,13 @@ def test_load_questions_reports_bad_first_line(tmp_path):
 
 # --- writing ---------------------------------------------------------------------------
 
+
 def test_write_then_load_round_trip(tmp_path):
-    questions = [Question(1, "translation", ("Übersetze: «Grüß Gott»",)),
-                 Question(2, "mt_bench", ("First.", "Second, with a\nnewline.")),
-                 Question(3, "rag", ('Quotes "inside" the turn',))]
+    questions = [
+        Question(1, "translation", ("Übersetze: «Grüß Gott»",)),
+        Question(2, "mt_bench", ("First.", "Second, with a\nnewline.")),
+        Question(3, "rag", ('Quotes "inside" the turn',)),
+    ]
     path = write_questions(questions, tmp_path / "sub" / "question.jsonl")
     assert load_spec_bench(path) == questions
     assert "Grüß" in path.read_text(encoding="utf-8")  # written as UTF-8, not \\u escapes

@@ -18,13 +18,19 @@ from kangaroo_lab.rounds import RoundSteps
 # (exit layer, variant, threshold, max_draft): early and late exits, trained-like and plain heads,
 # thresholds from "always draft to gamma" to "one draft per round"
 TINY_SETTINGS = [
-    (1, "attention", 0.0, 1), (2, "attention", 0.6, 6), (3, "attention", 0.3, 3), (2, "attention", 1.0, 4),
-    (2, "attention+ffn", 0.1, 5), (1, "linear", 0.0, 8), (3, "none", 0.05, 6),
+    (1, "attention", 0.0, 1),
+    (2, "attention", 0.6, 6),
+    (3, "attention", 0.3, 3),
+    (2, "attention", 1.0, 4),
+    (2, "attention+ffn", 0.1, 5),
+    (1, "linear", 0.0, 8),
+    (3, "none", 0.05, 6),
 ]
 # (method, options): lookup lengths and n-grams; trees narrow and wide, shallow and deep, with eta on the
 # device (a mask) and on the host; the hybrid with short and long lookups
 TREE_SETTINGS = [
-    ("pld", dict(lookup_tokens=1, n_max=1)), ("pld", dict(lookup_tokens=8, n_max=3)),
+    ("pld", dict(lookup_tokens=1, n_max=1)),
+    ("pld", dict(lookup_tokens=8, n_max=3)),
     ("pld", dict(lookup_tokens=16, n_max=4)),
     ("kangaroo-tree", dict(top_k=1, node_budget=4, max_draft=3)),
     ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=4, threshold=0.0)),
@@ -33,8 +39,10 @@ TREE_SETTINGS = [
     ("kangaroo-tree", dict(top_k=3, node_budget=9, max_draft=2)),
     ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3, lookup_tokens=8)),
     ("kangaroo+lookup", dict(top_k=2, node_budget=12, max_draft=2, lookup_tokens=4, threshold=0.3)),
-    ("kangaroo+lookup", dict(top_k=4, node_budget=40, max_draft=4, lookup_tokens=16, early_exit="host",
-                             threshold=0.05)),
+    (
+        "kangaroo+lookup",
+        dict(top_k=4, node_budget=40, max_draft=4, lookup_tokens=16, early_exit="host", threshold=0.05),
+    ),
     ("kangaroo", dict(threshold=0.6, max_draft=6, early_exit="device")),
 ]
 
@@ -98,8 +106,9 @@ def test_greedy_kangaroo_equals_ar_smollm2(smol):
     for i, q in enumerate(load_minibench()[:48:4]):
         setting = SMOL_SETTINGS[i % len(SMOL_SETTINGS)]
         ar = generate(smol, q.turns[0], method="ar", max_new_tokens=24)
-        kg = generate(smol, q.turns[0], adapter=adapters[setting], threshold=setting[2], max_draft=setting[3],
-                      max_new_tokens=24)
+        kg = generate(
+            smol, q.turns[0], adapter=adapters[setting], threshold=setting[2], max_draft=setting[3], max_new_tokens=24
+        )
         assert kg.token_ids == ar.token_ids, (q.question_id, setting)
         full_rounds += sum(r.accepted == len(r.drafts) > 0 for r in kg.trace)
     assert full_rounds > 0  # rounds where every draft was accepted (bonus token + adapter gap) were covered
@@ -112,15 +121,18 @@ def test_greedy_trees_and_lookup_equal_ar_smollm2(smol):
     from kangaroo_lab import load_adapter
 
     adapter = load_adapter(smol)
-    settings = [("pld", dict(lookup_tokens=16)), ("pld", dict(lookup_tokens=4, n_max=2)),
-                ("kangaroo-tree", dict(top_k=4, node_budget=32, max_draft=4)),
-                ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=6, threshold=0.1, early_exit="host")),
-                ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3, lookup_tokens=8)),
-                ("kangaroo+lookup", dict(top_k=8, node_budget=48, max_draft=4, lookup_tokens=16, threshold=0.05))]
+    settings = [
+        ("pld", dict(lookup_tokens=16)),
+        ("pld", dict(lookup_tokens=4, n_max=2)),
+        ("kangaroo-tree", dict(top_k=4, node_budget=32, max_draft=4)),
+        ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=6, threshold=0.1, early_exit="host")),
+        ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3, lookup_tokens=8)),
+        ("kangaroo+lookup", dict(top_k=8, node_budget=48, max_draft=4, lookup_tokens=16, threshold=0.05)),
+    ]
     branches = 0
     for i, q in enumerate(load_minibench()[3::10]):  # one question per category
         ar = generate(smol, q.turns[0], method="ar", max_new_tokens=32)
-        for method, options in settings[i % 2::2]:
+        for method, options in settings[i % 2 :: 2]:
             res = generate(smol, q.turns[0], adapter=adapter, method=method, max_new_tokens=32, **options)
             assert res.token_ids == ar.token_ids, (q.question_id, method, options)
             branches += whole_branches(res)
@@ -167,11 +179,39 @@ def test_device_early_exit_keeps_a_level_exactly_at_eta():
     prob, ancestors, eye = torch.zeros(P), torch.zeros(P, P, dtype=torch.bool), torch.eye(P, dtype=torch.bool)
     valid, alive = torch.tensor([True, False, False]), torch.ones(1, dtype=torch.bool)
     log_eta = torch.full((1,), math.log(0.4))
-    set_nodes(torch.tensor([1]), torch.tensor([7]), torch.tensor([0]), log_eta.clone(), log_eta.exp(), tokens,
-              parents, cum, prob, ancestors, eye, valid, alive, log_eta)
+    set_nodes(
+        torch.tensor([1]),
+        torch.tensor([7]),
+        torch.tensor([0]),
+        log_eta.clone(),
+        log_eta.exp(),
+        tokens,
+        parents,
+        cum,
+        prob,
+        ancestors,
+        eye,
+        valid,
+        alive,
+        log_eta,
+    )
     assert cum[1] == log_eta[0] and bool(alive) and bool(valid[1])  # exactly at eta: the tree goes on
-    set_nodes(torch.tensor([2]), torch.tensor([8]), torch.tensor([0]), torch.nextafter(log_eta, log_eta - 1),
-              log_eta.exp(), tokens, parents, cum, prob, ancestors, eye, valid, alive, log_eta)
+    set_nodes(
+        torch.tensor([2]),
+        torch.tensor([8]),
+        torch.tensor([0]),
+        torch.nextafter(log_eta, log_eta - 1),
+        log_eta.exp(),
+        tokens,
+        parents,
+        cum,
+        prob,
+        ancestors,
+        eye,
+        valid,
+        alive,
+        log_eta,
+    )
     assert bool(valid[2]) and not bool(alive)  # drafted while alive, but below eta: the levels after it are masked
 
 
@@ -251,7 +291,8 @@ def greedy_lookup(tiny, monkeypatch):
         with torch.inference_mode():
             for _ in range(self.lookup_tokens):
                 seq.append(int(tiny.engine.head(tiny.engine.hidden_states(torch.tensor([seq]))[-1])[0, -1].argmax()))
-        return seq[len(self.tokens):], 1
+        return seq[len(self.tokens) :], 1
+
     monkeypatch.setattr(PromptLookup, "propose", propose)
 
 
@@ -292,15 +333,19 @@ def broken_rule(update_residual: bool = True, accept_all: bool = False):
                     r = r / r.sum()
             else:
                 return path, sampler.draw(r).view(1), 0
+
     return rule
 
 
-@pytest.mark.parametrize("method,broken", [
-    ("kangaroo", broken_rule(accept_all=True)),
-    ("kangaroo", broken_rule(update_residual=False)),  # a chain: resampling from p instead of norm(max(p - q, 0))
-    ("pld", broken_rule(accept_all=True)),
-    ("kangaroo-tree", broken_rule(update_residual=False)),  # siblings tried against a stale residual
-])
+@pytest.mark.parametrize(
+    "method,broken",
+    [
+        ("kangaroo", broken_rule(accept_all=True)),
+        ("kangaroo", broken_rule(update_residual=False)),  # a chain: resampling from p instead of norm(max(p - q, 0))
+        ("pld", broken_rule(accept_all=True)),
+        ("kangaroo-tree", broken_rule(update_residual=False)),  # siblings tried against a stale residual
+    ],
+)
 def test_the_same_test_catches_a_broken_rule(tiny, sampling_setup, monkeypatch, method, broken, request):
     prompt, adapter, (m1, m2) = sampling_setup
     if method == "pld":
@@ -332,7 +377,8 @@ def rejected_then_greedy_lookup(tiny, monkeypatch):
                     assert sampler.probs(logits)[seq[-1]] == 0.0  # a guaranteed rejection
                 else:
                     seq.append(int(logits.argmax()))
-        return seq[len(self.tokens):], 1
+        return seq[len(self.tokens) :], 1
+
     monkeypatch.setattr(PromptLookup, "propose", propose)
 
 
@@ -347,6 +393,7 @@ def positions_not_rewound(monkeypatch):
         commit(*args)
         n, n_acc, base = args[3], args[1], args[12]
         base.add_(n - 1 - n_acc)
+
     monkeypatch.setattr(rounds, "commit_round", not_rewound)
 
 
@@ -357,8 +404,9 @@ AFTER_REJECTION = {  # the 3rd token always comes from round 2 (the forced looku
 
 @pytest.mark.parametrize("broken", [False, True], ids=["exact", "control-positions-not-rewound"])
 @pytest.mark.parametrize("method", list(AFTER_REJECTION))
-def test_sampling_after_a_rejection_matches_target_distribution(tiny, sampling_setup, monkeypatch, method, broken,
-                                                                request):
+def test_sampling_after_a_rejection_matches_target_distribution(
+    tiny, sampling_setup, monkeypatch, method, broken, request
+):
     """The 3rd token, drawn in a round that follows a rejection, is distributed as the target's
     (exact marginal); and the same test fails when positions are not rewound after the rejection."""
     prompt, adapter, (_, m2) = sampling_setup
@@ -416,6 +464,7 @@ def record_root_drafts(monkeypatch) -> list:
         if level == 1:
             seen.append(logits[0].clone())
         return grow(self, level, parents, logits)
+
     monkeypatch.setattr(RoundSteps, "_grow", recording)
     return seen
 
@@ -431,11 +480,20 @@ def uncached_draft_logits(model, adapter, seq: list[int]) -> torch.Tensor:
 def draft_cache_errors(model, adapter, monkeypatch, method, cuda_graphs=None, **options) -> list[float]:
     """Per round: max |cached draft logits - uncached recompute| at the round's root."""
     seen = record_root_drafts(monkeypatch)
-    res = generate(model, "abcabc hello abcabc hello", adapter=adapter, method=method, max_new_tokens=40,
-                   cuda_graphs=cuda_graphs, **options)
+    res = generate(
+        model,
+        "abcabc hello abcabc hello",
+        adapter=adapter,
+        method=method,
+        max_new_tokens=40,
+        cuda_graphs=cuda_graphs,
+        **options,
+    )
     errors, done = [], 1  # the prefill emitted the first token
     for logits, r in zip(seen, res.trace):
-        errors.append(float((logits - uncached_draft_logits(model, adapter, res.prompt_ids + res.token_ids[:done])).abs().max()))
+        errors.append(
+            float((logits - uncached_draft_logits(model, adapter, res.prompt_ids + res.token_ids[:done])).abs().max())
+        )
         done += r.accepted + 1
     return errors
 
@@ -445,11 +503,15 @@ CACHE_PATHS = [None, GraphOptions(bucket_rows=False), GraphOptions(fixed_rows=20
 
 
 @pytest.mark.parametrize("graphs", CACHE_PATHS, ids=["eager", "graphs", "graphs-fixed-rows"])
-@pytest.mark.parametrize("method,options", [
-    ("kangaroo", dict(threshold=0.0, max_draft=4)), ("kangaroo", dict(threshold=0.0, max_draft=1)),
-    ("kangaroo-tree", dict(top_k=3, node_budget=16, max_draft=4)),
-    ("kangaroo+lookup", dict(top_k=2, node_budget=16, max_draft=3, lookup_tokens=6)),
-])
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        ("kangaroo", dict(threshold=0.0, max_draft=4)),
+        ("kangaroo", dict(threshold=0.0, max_draft=1)),
+        ("kangaroo-tree", dict(top_k=3, node_budget=16, max_draft=4)),
+        ("kangaroo+lookup", dict(top_k=2, node_budget=16, max_draft=3, lookup_tokens=6)),
+    ],
+)
 def test_cached_draft_distributions_equal_an_uncached_recompute(tiny, monkeypatch, method, options, graphs):
     """At every round the draft at the root, computed from the caches (shallow layers and adapter,
     filled while drafting, verifying and compacting), equals the draft recomputed over the committed
@@ -470,14 +532,18 @@ def drop_last_level_adapter_write(monkeypatch):
             return verify(self, d)
         finally:
             self.adapter = adapter
+
     monkeypatch.setattr(RoundSteps, "verify", without_adapter_write)
 
 
 @pytest.mark.parametrize("graphs", CACHE_PATHS, ids=["eager", "graphs", "graphs-fixed-rows"])
-@pytest.mark.parametrize("method,options", [
-    ("kangaroo", dict(threshold=0.0, max_draft=1)),
-    ("kangaroo-tree", dict(top_k=3, node_budget=4, max_draft=1)),
-])
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        ("kangaroo", dict(threshold=0.0, max_draft=1)),
+        ("kangaroo-tree", dict(top_k=3, node_budget=4, max_draft=1)),
+    ],
+)
 def test_a_missing_adapter_cache_write_is_caught(tiny, monkeypatch, method, options, graphs):
     """The control: verification skips the adapter's KV write for the last level of drafts (one level
     per round here, so every accepted draft is a last one). Greedy output is still exact (it costs
@@ -486,23 +552,31 @@ def test_a_missing_adapter_cache_write_is_caught(tiny, monkeypatch, method, opti
     adapter = new_adapter(tiny, 3, "attention", seed=4)
     drop_last_level_adapter_write(monkeypatch)
     ar = generate(tiny, "abcabc hello abcabc hello", method="ar", max_new_tokens=40)
-    res = generate(tiny, "abcabc hello abcabc hello", adapter=adapter, method=method, max_new_tokens=40,
-                   cuda_graphs=graphs, **options)
+    res = generate(
+        tiny,
+        "abcabc hello abcabc hello",
+        adapter=adapter,
+        method=method,
+        max_new_tokens=40,
+        cuda_graphs=graphs,
+        **options,
+    )
     assert res.token_ids == ar.token_ids and sum(res.draft_accepted) > 0
     errors = draft_cache_errors(tiny, adapter, monkeypatch, method, graphs, **options)
     assert max(errors) > 1e-3, errors  # 10x the tolerance of the test above (which sees ~1e-6)
 
 
 STATIC_SETTINGS = [("kangaroo", dict(threshold=t, max_draft=g)) for _, _, t, g in TINY_SETTINGS[:4]] + [
-    ("pld", dict(lookup_tokens=8)), ("kangaroo-tree", dict(top_k=3, node_budget=20, max_draft=4, threshold=0.1)),
-    ("kangaroo+lookup", dict(top_k=2, node_budget=20, max_draft=3, lookup_tokens=6, early_exit="host",
-                             threshold=0.05)),
+    ("pld", dict(lookup_tokens=8)),
+    ("kangaroo-tree", dict(top_k=3, node_budget=20, max_draft=4, threshold=0.1)),
+    ("kangaroo+lookup", dict(top_k=2, node_budget=20, max_draft=3, lookup_tokens=6, early_exit="host", threshold=0.05)),
 ]
 
 
 ROWS = [GraphOptions(fixed_rows=64), GraphOptions(), GraphOptions(bucket_rows=False)]
 STATIC_RUNS = [(m, o, g) for m, o in STATIC_SETTINGS for g in ROWS] + [
-    (m, o, GraphOptions(fixed_rows=True)) for m, o in STATIC_SETTINGS if m == "kangaroo"]  # True: the chain's rows
+    (m, o, GraphOptions(fixed_rows=True)) for m, o in STATIC_SETTINGS if m == "kangaroo"
+]  # True: the chain's rows
 
 
 @pytest.mark.parametrize("method,options,graphs", STATIC_RUNS, ids=str)
@@ -512,14 +586,17 @@ def test_static_graph_steps_are_lossless_too(tiny, method, options, graphs):
     adapter = new_adapter(tiny, 3, "none")
     for prompt in repetitive_prompts(6):
         ar = generate(tiny, prompt, method="ar", max_new_tokens=40)
-        ar_static = generate(tiny, prompt, method="ar", max_new_tokens=40, max_draft=options.get("max_draft", 6),
-                             cuda_graphs=graphs)
-        static = generate(tiny, prompt, adapter=adapter, method=method, max_new_tokens=40, cuda_graphs=graphs,
-                          **options)
+        ar_static = generate(
+            tiny, prompt, method="ar", max_new_tokens=40, max_draft=options.get("max_draft", 6), cuda_graphs=graphs
+        )
+        static = generate(
+            tiny, prompt, adapter=adapter, method=method, max_new_tokens=40, cuda_graphs=graphs, **options
+        )
         eager = generate(tiny, prompt, adapter=adapter, method=method, max_new_tokens=40, **options)
         assert ar_static.token_ids == static.token_ids == ar.token_ids, prompt
-        assert [(r.drafts, r.parents, r.accepted) for r in static.trace] == \
-               [(r.drafts, r.parents, r.accepted) for r in eager.trace]
+        assert [(r.drafts, r.parents, r.accepted) for r in static.trace] == [
+            (r.drafts, r.parents, r.accepted) for r in eager.trace
+        ]
 
 
 def test_fixed_rows_make_bf16_kangaroo_identical_to_bf16_ar():
@@ -533,8 +610,7 @@ def test_fixed_rows_make_bf16_kangaroo_identical_to_bf16_ar():
     accepted_runs = 0
     for prompt in tiny_prompts(24):
         ar = generate(model, prompt, method="ar", max_new_tokens=48, max_draft=8, cuda_graphs=graphs)
-        kg = generate(model, prompt, adapter=adapter, threshold=0.0, max_draft=8, max_new_tokens=48,
-                      cuda_graphs=graphs)
+        kg = generate(model, prompt, adapter=adapter, threshold=0.0, max_draft=8, max_new_tokens=48, cuda_graphs=graphs)
         assert kg.token_ids == ar.token_ids, prompt
         accepted_runs += sum(n >= 3 for n in kg.accept_lengths)
     assert accepted_runs > 0
@@ -549,8 +625,9 @@ def test_fixed_rows_make_bf16_trees_identical_to_bf16_ar():
     branches = 0
     for prompt in repetitive_prompts(12):
         ar = generate(model, prompt, method="ar", max_new_tokens=48, cuda_graphs=graphs)
-        res = generate(model, prompt, adapter=adapter, method="kangaroo+lookup", max_new_tokens=48, cuda_graphs=graphs,
-                       **options)
+        res = generate(
+            model, prompt, adapter=adapter, method="kangaroo+lookup", max_new_tokens=48, cuda_graphs=graphs, **options
+        )
         assert res.token_ids == ar.token_ids, prompt
         branches += whole_branches(res)
     assert branches > 0
@@ -581,8 +658,9 @@ def test_a_failing_compile_falls_back_to_plain_steps(tiny):
     """Where torch.compile cannot run (no triton, no C++ compiler) the steps run uncompiled, with a warning."""
     adapter = new_adapter(tiny, 2, seed=1)
     with pytest.warns(UserWarning, match="torch.compile \\(no-such-backend\\) failed"):
-        kg = generate(tiny, "hello", adapter=adapter, max_new_tokens=12,
-                      cuda_graphs=GraphOptions(compile="no-such-backend"))
+        kg = generate(
+            tiny, "hello", adapter=adapter, max_new_tokens=12, cuda_graphs=GraphOptions(compile="no-such-backend")
+        )
     assert kg.token_ids == generate(tiny, "hello", method="ar", max_new_tokens=12).token_ids
 
 

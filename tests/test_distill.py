@@ -79,8 +79,9 @@ def test_the_decoder_refuses_what_it_cannot_hold(tiny):
 def test_our_engine_and_transformers_write_the_same_greedy_corpus(tiny, tmp_path):
     questions = [Question(f"q{i}", "qa", (" ".join(["word"] * (i + 1)) + "?",)) for i in range(6)]
     ours = self_distill(tiny, questions, tmp_path / "ours.jsonl", max_new_tokens=16, batch_size=4, progress=False)
-    theirs = self_distill(tiny, questions, tmp_path / "hf.jsonl", max_new_tokens=16, batch_size=4, progress=False,
-                          engine="transformers")
+    theirs = self_distill(
+        tiny, questions, tmp_path / "hf.jsonl", max_new_tokens=16, batch_size=4, progress=False, engine="transformers"
+    )
     assert read_corpus_file(ours)[1] == read_corpus_file(theirs)[1]
     stats = json.loads((tmp_path / "ours.jsonl.stats.jsonl").read_text())
     assert stats["engine"] == "ours" and stats["answers"] == 6 and stats["response_tokens"] > 0
@@ -160,8 +161,10 @@ def test_scoring_several_adapters_at_once_equals_scoring_each(tiny):
     """evaluate_many shares the target's forward pass; the numbers are those of one evaluate per adapter."""
     from kangaroo_lab.training import evaluate, evaluate_many
 
-    examples = [Example(f"e{i}#1", "qa" if i % 2 else "rag", tuple(p[:8]), tuple(p[8:]))
-                for i, p in enumerate(_prompts(tiny, 6, low=20))]
+    examples = [
+        Example(f"e{i}#1", "qa" if i % 2 else "rag", tuple(p[:8]), tuple(p[8:]))
+        for i, p in enumerate(_prompts(tiny, 6, low=20))
+    ]
     adapters = {"l2": new_adapter(tiny, 2, seed=1), "l1": new_adapter(tiny, 1, seed=2)}
     together = evaluate_many(tiny, adapters, examples, 4, 64, by_category=True)
     for name, a in adapters.items():

@@ -38,13 +38,23 @@ def test_smollm2_matches_transformers(smol):
     assert hf_parity(smol, smol.encode("Explain why the sky is blue in two sentences.")) <= TOL
 
 
-@pytest.mark.parametrize("variant", [
-    dict(model_type="qwen2", attention_bias=True),
-    dict(model_type="mistral"),
-    dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                       "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
-    dict(rope_scaling={"rope_type": "linear", "factor": 2.0}, tie_embeddings=True),
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(model_type="qwen2", attention_bias=True),
+        dict(model_type="mistral"),
+        dict(
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            }
+        ),
+        dict(rope_scaling={"rope_type": "linear", "factor": 2.0}, tie_embeddings=True),
+    ],
+)
 def test_llama_family_variants_match_transformers(variant):
     config = ModelConfig(**{**PRESETS["tiny-random"].as_dict(), **variant})
     engine = build_engine(config, random_state_dict(config, seed=1), "cpu", torch.float32)

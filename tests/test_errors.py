@@ -37,28 +37,31 @@ def test_prompt_of_the_wrong_type(tiny, prompt):
 
 
 # ------------------------------------------------------------------------------ options
-@pytest.mark.parametrize("option,value,message", [
-    ("threshold", -0.1, r"threshold \(eta\) must lie in \[0, 1\]"),
-    ("threshold", 1.5, r"threshold \(eta\) must lie in \[0, 1\]"),
-    ("threshold", math.nan, r"threshold \(eta\) must lie in \[0, 1\], got nan"),
-    ("max_draft", 0, r"max_draft \(gamma\) must be an integer >= 1"),
-    ("max_draft", -1, r"max_draft \(gamma\) must be an integer >= 1"),
-    ("max_draft", 2.5, r"max_draft \(gamma\) must be an integer >= 1"),
-    ("max_new_tokens", 0, r"max_new_tokens must be an integer >= 1"),
-    ("max_new_tokens", -5, r"max_new_tokens must be an integer >= 1"),
-    ("temperature", -1.0, r"temperature must be >= 0 \(0 = greedy\)"),
-    ("temperature", math.nan, r"temperature must be >= 0"),
-    ("top_p", 0.0, r"top_p must lie in \(0, 1\]"),
-    ("top_p", 1.5, r"top_p must lie in \(0, 1\]"),
-    ("top_p", math.nan, r"top_p must lie in \(0, 1\]"),
-    ("node_budget", 0, r"node_budget \(nodes per round\) must be an integer >= 1"),
-    ("node_budget", -3, r"node_budget \(nodes per round\) must be an integer >= 1"),
-    ("top_k", 0, r"top_k \(children per node\) must be an integer >= 1"),
-    ("n_max", 0, r"n_max \(longest n-gram looked up\) must be an integer >= 1"),
-    ("lookup_tokens", 0, r"lookup_tokens \(tokens proposed per match\) must be an integer >= 1"),
-    ("lookup_tokens", 1.5, r"lookup_tokens \(tokens proposed per match\) must be an integer >= 1"),
-    ("early_exit", "gpu", r"early_exit must be one of \('host', 'device'\)"),
-])
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("threshold", -0.1, r"threshold \(eta\) must lie in \[0, 1\]"),
+        ("threshold", 1.5, r"threshold \(eta\) must lie in \[0, 1\]"),
+        ("threshold", math.nan, r"threshold \(eta\) must lie in \[0, 1\], got nan"),
+        ("max_draft", 0, r"max_draft \(gamma\) must be an integer >= 1"),
+        ("max_draft", -1, r"max_draft \(gamma\) must be an integer >= 1"),
+        ("max_draft", 2.5, r"max_draft \(gamma\) must be an integer >= 1"),
+        ("max_new_tokens", 0, r"max_new_tokens must be an integer >= 1"),
+        ("max_new_tokens", -5, r"max_new_tokens must be an integer >= 1"),
+        ("temperature", -1.0, r"temperature must be >= 0 \(0 = greedy\)"),
+        ("temperature", math.nan, r"temperature must be >= 0"),
+        ("top_p", 0.0, r"top_p must lie in \(0, 1\]"),
+        ("top_p", 1.5, r"top_p must lie in \(0, 1\]"),
+        ("top_p", math.nan, r"top_p must lie in \(0, 1\]"),
+        ("node_budget", 0, r"node_budget \(nodes per round\) must be an integer >= 1"),
+        ("node_budget", -3, r"node_budget \(nodes per round\) must be an integer >= 1"),
+        ("top_k", 0, r"top_k \(children per node\) must be an integer >= 1"),
+        ("n_max", 0, r"n_max \(longest n-gram looked up\) must be an integer >= 1"),
+        ("lookup_tokens", 0, r"lookup_tokens \(tokens proposed per match\) must be an integer >= 1"),
+        ("lookup_tokens", 1.5, r"lookup_tokens \(tokens proposed per match\) must be an integer >= 1"),
+        ("early_exit", "gpu", r"early_exit must be one of \('host', 'device'\)"),
+    ],
+)
 def test_bad_decoding_option(tiny, option, value, message):
     """Checked by DecodeOptions, so generate, the CLI and the benchmarks reject the same values.
     NaN fails every comparison, so `not 0 <= nan <= 1` rejects it without a special case."""
@@ -77,8 +80,11 @@ def test_numpy_integer_options_are_accepted(tiny):
 
 # ------------------------------------------------------------------------------ method / adapter
 def test_unknown_method_lists_the_methods(tiny):
-    with pytest.raises(ValueError, match=r"unknown method 'medusa'; choose one of \('ar', 'kangaroo', 'pld', "
-                                         r"'kangaroo-tree', 'kangaroo\+lookup'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown method 'medusa'; choose one of \('ar', 'kangaroo', 'pld', "
+        r"'kangaroo-tree', 'kangaroo\+lookup'\)",
+    ):
         generate(tiny, "hi", method="medusa")
 
 
@@ -93,8 +99,13 @@ def test_adapter_of_another_model(tiny):
     """An adapter built on a width-32 model cannot draft for the width-64 tiny-random."""
     config = ModelConfig(**{**PRESETS["tiny-random"].as_dict(), "dim": 32, "ffn_dim": 88, "head_dim": 0})
     tok = tiny_tokenizer()
-    narrow = Model("tiny-narrow", config, build_engine(config, random_state_dict(config), "cpu", torch.float32),
-                   tok, frozenset({tok.eos_token_id}))
+    narrow = Model(
+        "tiny-narrow",
+        config,
+        build_engine(config, random_state_dict(config), "cpu", torch.float32),
+        tok,
+        frozenset({tok.eos_token_id}),
+    )
     with pytest.raises(ValueError, match=r"trained for 'tiny-narrow' and does not fit 'tiny-random' \(dim 32 vs 64\)"):
         generate(tiny, "hi", adapter=new_adapter(narrow, 2))
 
@@ -113,14 +124,25 @@ def test_a_whole_decode_options_is_accepted(tiny):
 
 
 # ------------------------------------------------------------------------------ trees
-@pytest.mark.parametrize("method,options,message", [
-    ("kangaroo-tree", dict(node_budget=5000), r"node_budget=5000 is beyond the KV cache of this model's context "
-                                              r"\(1024 tokens\)"),
-    ("pld", dict(lookup_tokens=2000), r"beyond the KV cache .*lower node_budget or lookup_tokens"),
-    ("kangaroo+lookup", dict(node_budget=9, lookup_tokens=8), r"node_budget=9 leaves no room for the adapter's drafts: "
-                                                              r"kangaroo\+lookup needs node_budget >= 10"),
-    ("kangaroo-tree", dict(node_budget=1), r"needs node_budget >= 2"),
-])
+@pytest.mark.parametrize(
+    "method,options,message",
+    [
+        (
+            "kangaroo-tree",
+            dict(node_budget=5000),
+            r"node_budget=5000 is beyond the KV cache of this model's context "
+            r"\(1024 tokens\)",
+        ),
+        ("pld", dict(lookup_tokens=2000), r"beyond the KV cache .*lower node_budget or lookup_tokens"),
+        (
+            "kangaroo+lookup",
+            dict(node_budget=9, lookup_tokens=8),
+            r"node_budget=9 leaves no room for the adapter's drafts: "
+            r"kangaroo\+lookup needs node_budget >= 10",
+        ),
+        ("kangaroo-tree", dict(node_budget=1), r"needs node_budget >= 2"),
+    ],
+)
 def test_tree_settings_that_cannot_work(tiny, method, options, message):
     with pytest.raises(ValueError, match=message):
         generate(tiny, "hi", adapter=new_adapter(tiny, 2), method=method, **options)
@@ -130,7 +152,9 @@ def test_fixed_rows_must_hold_the_tree(tiny):
     from kangaroo_lab.graphs import GraphOptions
 
     with pytest.raises(ValueError, match=r"fixed rows=8 cannot hold a tree of \d+ nodes; use rows >= "):
-        generate(tiny, "hi", adapter=new_adapter(tiny, 2), method="kangaroo-tree", cuda_graphs=GraphOptions(fixed_rows=8))
+        generate(
+            tiny, "hi", adapter=new_adapter(tiny, 2), method="kangaroo-tree", cuda_graphs=GraphOptions(fixed_rows=8)
+        )
 
 
 # ------------------------------------------------------------------------------ context length
@@ -195,13 +219,16 @@ def test_folder_with_incomplete_config(tmp_path):
 
 
 # ------------------------------------------------------------------------------ sampling arguments everywhere
-@pytest.mark.parametrize("temperature,seed,message", [
-    (math.inf, 0, r"temperature must be >= 0 \(0 = greedy\) and finite, got inf"),  # was: uniform sampling
-    (-1.0, 0, r"temperature must be >= 0"),
-    (0.7, 2**70, r"seed must be an integer in \[0, 2\*\*64\), got 1180591620717411303424"),  # was: an overflow
-    (0.7, -1, r"seed must be an integer in \[0, 2\*\*64\)"),
-    (0.7, 1.5, r"seed must be an integer"),
-])
+@pytest.mark.parametrize(
+    "temperature,seed,message",
+    [
+        (math.inf, 0, r"temperature must be >= 0 \(0 = greedy\) and finite, got inf"),  # was: uniform sampling
+        (-1.0, 0, r"temperature must be >= 0"),
+        (0.7, 2**70, r"seed must be an integer in \[0, 2\*\*64\), got 1180591620717411303424"),  # was: an overflow
+        (0.7, -1, r"seed must be an integer in \[0, 2\*\*64\)"),
+        (0.7, 1.5, r"seed must be an integer"),
+    ],
+)
 def test_bad_sampling_arguments(tiny, temperature, seed, message):
     from kangaroo_lab.decoding import check_sampling
 
@@ -224,14 +251,20 @@ def cli_error(capsys, argv) -> str:
     return err
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--prompts", "0"], "--prompts must be >= 1, got 0"),
-    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1, got 0"),
-    (["--temperature", "-1"], "temperature must be >= 0 (0 = greedy) and finite, got -1.0"),
-    (["--temperature", "nan"], "temperature must be >= 0 (0 = greedy) and finite, got nan"),  # was: greedy, header nan
-    (["--temperature", "inf"], "temperature must be >= 0 (0 = greedy) and finite, got inf"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--prompts", "0"], "--prompts must be >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1, got 0"),
+        (["--temperature", "-1"], "temperature must be >= 0 (0 = greedy) and finite, got -1.0"),
+        (
+            ["--temperature", "nan"],
+            "temperature must be >= 0 (0 = greedy) and finite, got nan",
+        ),  # was: greedy, header nan
+        (["--temperature", "inf"], "temperature must be >= 0 (0 = greedy) and finite, got inf"),
+    ],
+)
 def test_distill_bad_arguments(capsys, tmp_path, args, message):
     err = cli_error(capsys, ["distill", *TINY, "--out", str(tmp_path / "c.jsonl"), *args])
     assert message in err
@@ -241,13 +274,16 @@ def test_distill_bad_arguments(capsys, tmp_path, args, message):
 def test_train_eval_every_zero(capsys, tmp_path):
     """Was a ZeroDivisionError after the model loaded and training began."""
     (tmp_path / "c.jsonl").write_text("{}\n")
-    err = cli_error(capsys, ["train", *TINY, "--data", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "a"),
-                             "--eval-every", "0"])
+    err = cli_error(
+        capsys, ["train", *TINY, "--data", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "a"), "--eval-every", "0"]
+    )
     assert "eval_every must be an integer >= 1" in err
 
 
-@pytest.mark.parametrize("command", [["bench", "--questions"], ["distill", "--out", "OUT", "--questions"],
-                                     ["train", "--out", "OUT", "--data"]])
+@pytest.mark.parametrize(
+    "command",
+    [["bench", "--questions"], ["distill", "--out", "OUT", "--questions"], ["train", "--out", "OUT", "--data"]],
+)
 def test_a_file_that_is_not_utf8_is_named(capsys, tmp_path, command):
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes('{"question_id": 1, "category": "qa", "turns": ["caf\xe9"]}\n'.encode("latin-1"))
@@ -260,11 +296,23 @@ def test_resuming_distill_with_other_settings_is_refused(capsys, tmp_path):
     """A corpus started with one max_new_tokens / temperature is not continued with another (its
     answers would mix two configurations)."""
     out = tmp_path / "c.jsonl"
-    out.write_text(json.dumps({"format": "kangaroo-lab-corpus/1", "model": "tiny-random", "max_new_tokens": 40,
-                               "temperature": 0.0, "top_p": 1.0}) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "format": "kangaroo-lab-corpus/1",
+                "model": "tiny-random",
+                "max_new_tokens": 40,
+                "temperature": 0.0,
+                "top_p": 1.0,
+            }
+        )
+        + "\n"
+    )
     err = cli_error(capsys, ["distill", *TINY, "--out", str(out), "--max-new-tokens", "64", "--temperature", "0.7"])
-    assert "was started with max_new_tokens=40, temperature=0.0; this run asks for max_new_tokens=64, " \
-           "temperature=0.7" in err
+    assert (
+        "was started with max_new_tokens=40, temperature=0.0; this run asks for max_new_tokens=64, "
+        "temperature=0.7" in err
+    )
     assert len(out.read_text().splitlines()) == 1  # nothing appended
 
 

@@ -54,8 +54,13 @@ def test_parameter_counts(tiny, adapter):
 
 def test_cost_breakdown(tiny, adapter):
     df = explore.cost_breakdown(tiny, adapter, repeats=2, context=16)
-    assert list(df["part"]) == ["embedding", "shallow layers 1-2", "deep layers 3-4", "adapter (attention)",
-                                "final norm + LM head"]
+    assert list(df["part"]) == [
+        "embedding",
+        "shallow layers 1-2",
+        "deep layers 3-4",
+        "adapter (attention)",
+        "final norm + LM head",
+    ]
     assert (df["ms"] > 0).all() and df["device"].str.startswith("cpu").all()
     assert df["params"].iloc[3] == adapter.num_parameters()
 

@@ -31,8 +31,20 @@ def known_trace() -> pd.DataFrame:
     round 3: conf 0.4 0.95 0.5, accepted 0 0 0"""
     conf = [[0.9, 0.8, 0.3], [0.7, 0.2, 0.9], [0.4, 0.95, 0.5]]
     acc = [[1, 1, 0], [1, 0, 0], [0, 0, 0]]
-    rows = [{"category": "qa", "question_id": 7, "turn": 0, "round": r, "position": i + 1,
-             "confidence": conf[r][i], "accepted": acc[r][i], **ENV} for r in range(3) for i in range(3)]
+    rows = [
+        {
+            "category": "qa",
+            "question_id": 7,
+            "turn": 0,
+            "round": r,
+            "position": i + 1,
+            "confidence": conf[r][i],
+            "accepted": acc[r][i],
+            **ENV,
+        }
+        for r in range(3)
+        for i in range(3)
+    ]
     return pd.DataFrame(rows[::-1])  # stored order must not matter
 
 
@@ -46,8 +58,18 @@ def random_trace(seed=0, rounds_per_cat=40, gamma=6) -> pd.DataFrame:
                 ok = rng.random() < 0.75 - 0.05 * c
                 conf = float(np.clip(rng.beta(5, 2) if ok else rng.beta(2, 3), 0, 1))
                 alive = alive and ok
-                rows.append({"category": cat, "question_id": r // 4, "turn": 0, "round": r, "position": pos,
-                             "confidence": conf, "accepted": int(alive), **ENV})
+                rows.append(
+                    {
+                        "category": cat,
+                        "question_id": r // 4,
+                        "turn": 0,
+                        "round": r,
+                        "position": pos,
+                        "confidence": conf,
+                        "accepted": int(alive),
+                        **ENV,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -57,15 +79,23 @@ def summary_frame(with_note=True, methods=tuple(OURS + HF)) -> pd.DataFrame:
     for m_i, m in enumerate(methods):
         spec = m in SPECULATIVE
         for c_i, cat in enumerate(CATS + ["overall"]):
-            rows.append({"method": m, "category": cat, "questions": 10 if m.startswith("hf") else 20,
-                         "tokens_per_s": 300 + 20 * m_i + c_i, "speedup_vs_ar": 1.0 if m == "ar" else 1 + 0.1 * m_i,
-                         "speedup_vs_hf": None,
-                         "mean_accepted": (1.5 + 0.1 * c_i) if spec else (1.0 if m == "ar" else None),
-                         "nodes_per_round": (4.0 + m_i) if spec else None,
-                         "draft_steps_per_round": 2.0 if spec else None,
-                         "syncs_per_round": 2.5 if m == "kangaroo" else 1.0,
-                         **{f"ctar_{w}": (0.8 / w if spec else None) for w in range(1, 7)},
-                         "identical_to_ar": (0.75 if m == "pld" else 1.0) if m != "ar" else None, **ENV})
+            rows.append(
+                {
+                    "method": m,
+                    "category": cat,
+                    "questions": 10 if m.startswith("hf") else 20,
+                    "tokens_per_s": 300 + 20 * m_i + c_i,
+                    "speedup_vs_ar": 1.0 if m == "ar" else 1 + 0.1 * m_i,
+                    "speedup_vs_hf": None,
+                    "mean_accepted": (1.5 + 0.1 * c_i) if spec else (1.0 if m == "ar" else None),
+                    "nodes_per_round": (4.0 + m_i) if spec else None,
+                    "draft_steps_per_round": 2.0 if spec else None,
+                    "syncs_per_round": 2.5 if m == "kangaroo" else 1.0,
+                    **{f"ctar_{w}": (0.8 / w if spec else None) for w in range(1, 7)},
+                    "identical_to_ar": (0.75 if m == "pld" else 1.0) if m != "ar" else None,
+                    **ENV,
+                }
+            )
     if with_note:
         rows.append({"method": "note", "category": "hf-pld answered only the first 10 questions per category"})
     return pd.DataFrame(rows).sample(frac=1, random_state=0)  # stored order must not matter
@@ -74,9 +104,20 @@ def summary_frame(with_note=True, methods=tuple(OURS + HF)) -> pd.DataFrame:
 def sweep_exit_frame() -> pd.DataFrame:
     rows = [{"method": "ar", "questions": 7, "tokens_per_s": 300.0, "speedup_vs_ar": 1.0}]
     for layer in range(1, 7):
-        rows.append({"method": "kangaroo", "exit_layer": layer, "adapter": "untrained" if layer == 5 else "shipped",
-                     "threshold": 0.6, "max_draft": 6, "questions": 7, "tokens_per_s": 300 + 10 * layer,
-                     "speedup_vs_ar": 1 + 0.05 * layer, "mean_accepted": 1.5 + 0.1 * layer, "drafts_per_round": 2.0})
+        rows.append(
+            {
+                "method": "kangaroo",
+                "exit_layer": layer,
+                "adapter": "untrained" if layer == 5 else "shipped",
+                "threshold": 0.6,
+                "max_draft": 6,
+                "questions": 7,
+                "tokens_per_s": 300 + 10 * layer,
+                "speedup_vs_ar": 1 + 0.05 * layer,
+                "mean_accepted": 1.5 + 0.1 * layer,
+                "drafts_per_round": 2.0,
+            }
+        )
     rows.append({"method": "ar", "questions": 7, "tokens_per_s": 297.0, "speedup_vs_ar": 0.99})
     return pd.DataFrame([r | ENV for r in rows])
 
@@ -85,10 +126,20 @@ def sweep_threshold_frame() -> pd.DataFrame:
     rows = [{"method": "ar", "questions": 7, "tokens_per_s": 300.0, "speedup_vs_ar": 1.0}]
     for eta in [round(0.1 * i, 1) for i in range(10)]:
         for gamma in range(2, 11):
-            rows.append({"method": "kangaroo", "exit_layer": 2, "adapter": "shipped", "threshold": eta,
-                         "max_draft": gamma, "questions": 7, "tokens_per_s": 300.0,
-                         "speedup_vs_ar": 1 + eta * (1 - abs(gamma - 6) / 10), "mean_accepted": 1 + gamma / 10,
-                         "drafts_per_round": gamma * (1 - eta)})
+            rows.append(
+                {
+                    "method": "kangaroo",
+                    "exit_layer": 2,
+                    "adapter": "shipped",
+                    "threshold": eta,
+                    "max_draft": gamma,
+                    "questions": 7,
+                    "tokens_per_s": 300.0,
+                    "speedup_vs_ar": 1 + eta * (1 - abs(gamma - 6) / 10),
+                    "mean_accepted": 1 + gamma / 10,
+                    "drafts_per_round": gamma * (1 - eta),
+                }
+            )
     rows.append({"method": "ar", "questions": 7, "tokens_per_s": 301.0, "speedup_vs_ar": 1.003})
     return pd.DataFrame([r | ENV for r in rows])
 
@@ -104,8 +155,12 @@ def step_ms(shape: str, step: str, rows: int) -> float:
 
 
 def step_times_frame() -> pd.DataFrame:
-    rows = [{"model": shape.split(" ")[0], "shape": shape, "step": step, "tokens": r, "ms": step_ms(shape, step, r)}
-            for shape in SHAPES for step in STEP_SHARE for r in ROWS]
+    rows = [
+        {"model": shape.split(" ")[0], "shape": shape, "step": step, "tokens": r, "ms": step_ms(shape, step, r)}
+        for shape in SHAPES
+        for step in STEP_SHARE
+        for r in ROWS
+    ]
     return pd.DataFrame([r | ENV for r in rows])
 
 
@@ -115,11 +170,22 @@ def projection_frame(methods=tuple(SPECULATIVE)) -> pd.DataFrame:
     for m_i, m in enumerate(methods):
         for c_i, c in enumerate(CATS + ["overall"]):
             tokens, round_ms = 1.5 + 0.5 * m_i + 0.05 * c_i, 11.0 + m_i
-            rows.append({"method": m, "category": c, "rounds": 100, "mean_accepted": tokens,
-                         "mean_draft_steps": 2.0, "round_ms": round_ms, "full_ms": 10.0,
-                         "projected_ar_tokens_per_s": 100.0, "projected_tokens_per_s": 100 * tokens * 10 / round_ms,
-                         "projected_speedup": tokens * 10 / round_ms,
-                         "source": "vicuna-7b-shaped step times x smollm2 rounds", **ENV})
+            rows.append(
+                {
+                    "method": m,
+                    "category": c,
+                    "rounds": 100,
+                    "mean_accepted": tokens,
+                    "mean_draft_steps": 2.0,
+                    "round_ms": round_ms,
+                    "full_ms": 10.0,
+                    "projected_ar_tokens_per_s": 100.0,
+                    "projected_tokens_per_s": 100 * tokens * 10 / round_ms,
+                    "projected_speedup": tokens * 10 / round_ms,
+                    "source": "vicuna-7b-shaped step times x smollm2 rounds",
+                    **ENV,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -127,36 +193,119 @@ def sweep_tree_frame(lookup=True) -> pd.DataFrame:
     """sweep_tree.csv's schema: the grids of the trees (budget 16/32 x depth 2/3, top-k 4, η 0, device) and variants.
     Speedups: kangaroo-tree 1 + budget / 100 + depth / 10 (best 32, 3: 1.62); kangaroo+lookup 2 + the same
     (best 2.62); pld 2.5 .. 2.7; the tree's top-k 2 variant 1.7 beats its grid."""
-    base = {"exit_layer": 2, "adapter": "shipped", "questions": 6, "tokens_per_s": 300.0, "mean_accepted": 2.0,
-            "drafts_per_round": 2.0, "nodes_per_round": 10.0, "syncs_per_round": 1.0}
-    rows = [{"method": "ar", "questions": 6, "tokens_per_s": 300.0, "speedup_vs_ar": 1.0, "mean_accepted": 1.0,
-             "syncs_per_round": 1.0}]
-    rows += [base | {"method": "pld", "exit_layer": None, "adapter": None, "threshold": 0.6, "max_draft": 6, "top_k": 4,
-                     "node_budget": 32, "lookup_tokens": n, "early_exit": "host", "speedup_vs_ar": 2.5 + n / 160}
-             for n in (8, 16, 32)]
+    base = {
+        "exit_layer": 2,
+        "adapter": "shipped",
+        "questions": 6,
+        "tokens_per_s": 300.0,
+        "mean_accepted": 2.0,
+        "drafts_per_round": 2.0,
+        "nodes_per_round": 10.0,
+        "syncs_per_round": 1.0,
+    }
+    rows = [
+        {
+            "method": "ar",
+            "questions": 6,
+            "tokens_per_s": 300.0,
+            "speedup_vs_ar": 1.0,
+            "mean_accepted": 1.0,
+            "syncs_per_round": 1.0,
+        }
+    ]
+    rows += [
+        base
+        | {
+            "method": "pld",
+            "exit_layer": None,
+            "adapter": None,
+            "threshold": 0.6,
+            "max_draft": 6,
+            "top_k": 4,
+            "node_budget": 32,
+            "lookup_tokens": n,
+            "early_exit": "host",
+            "speedup_vs_ar": 2.5 + n / 160,
+        }
+        for n in (8, 16, 32)
+    ]
     methods = ("kangaroo-tree", "kangaroo+lookup") if lookup else ("kangaroo-tree",)
     for m in methods:
         lookup_tokens, offset = (16, 1.0) if m == "kangaroo+lookup" else (8, 0.0)
-        rows += [base | {"method": m, "threshold": 0.0, "max_draft": d, "top_k": 4, "node_budget": b,
-                         "lookup_tokens": lookup_tokens, "early_exit": "device",
-                         "speedup_vs_ar": 1 + offset + b / 100 + d / 10} for b in (16, 32) for d in (2, 3)]
-        rows.append(base | {"method": m, "threshold": 0.0, "max_draft": 3, "top_k": 2, "node_budget": 32,
-                            "lookup_tokens": lookup_tokens, "early_exit": "device", "speedup_vs_ar": 1.7 + offset})
-        rows.append(base | {"method": m, "threshold": 0.1, "max_draft": 6, "top_k": 4, "node_budget": 32,
-                            "lookup_tokens": lookup_tokens, "early_exit": "host", "speedup_vs_ar": 1.1 + offset,
-                            "syncs_per_round": 3.5})
-    rows += [base | {"method": "kangaroo", "threshold": 0.6, "max_draft": 6, "top_k": 4, "node_budget": 32,
-                     "lookup_tokens": 8, "early_exit": exit_, "speedup_vs_ar": speedup}
-             for exit_, speedup in (("device", 0.8), ("host", 1.2))]
-    rows.append({"method": "ar", "questions": 6, "tokens_per_s": 290.0, "speedup_vs_ar": 0.97, "mean_accepted": 1.0,
-                 "syncs_per_round": 1.0})
+        rows += [
+            base
+            | {
+                "method": m,
+                "threshold": 0.0,
+                "max_draft": d,
+                "top_k": 4,
+                "node_budget": b,
+                "lookup_tokens": lookup_tokens,
+                "early_exit": "device",
+                "speedup_vs_ar": 1 + offset + b / 100 + d / 10,
+            }
+            for b in (16, 32)
+            for d in (2, 3)
+        ]
+        rows.append(
+            base
+            | {
+                "method": m,
+                "threshold": 0.0,
+                "max_draft": 3,
+                "top_k": 2,
+                "node_budget": 32,
+                "lookup_tokens": lookup_tokens,
+                "early_exit": "device",
+                "speedup_vs_ar": 1.7 + offset,
+            }
+        )
+        rows.append(
+            base
+            | {
+                "method": m,
+                "threshold": 0.1,
+                "max_draft": 6,
+                "top_k": 4,
+                "node_budget": 32,
+                "lookup_tokens": lookup_tokens,
+                "early_exit": "host",
+                "speedup_vs_ar": 1.1 + offset,
+                "syncs_per_round": 3.5,
+            }
+        )
+    rows += [
+        base
+        | {
+            "method": "kangaroo",
+            "threshold": 0.6,
+            "max_draft": 6,
+            "top_k": 4,
+            "node_budget": 32,
+            "lookup_tokens": 8,
+            "early_exit": exit_,
+            "speedup_vs_ar": speedup,
+        }
+        for exit_, speedup in (("device", 0.8), ("host", 1.2))
+    ]
+    rows.append(
+        {
+            "method": "ar",
+            "questions": 6,
+            "tokens_per_s": 290.0,
+            "speedup_vs_ar": 0.97,
+            "mean_accepted": 1.0,
+            "syncs_per_round": 1.0,
+        }
+    )
     return pd.DataFrame([r | ENV for r in rows])
 
 
 def chain_round() -> Round:
     """kangaroo: six drafts in a chain, the first three accepted, then the target's token 7."""
-    return Round(drafts=[1, 2, 3, 4, 5, 6], confidences=[0.9, 0.8, 0.7, 0.4, 0.3, 0.2], accepted=3, token=7,
-                 draft_steps=6)
+    return Round(
+        drafts=[1, 2, 3, 4, 5, 6], confidences=[0.9, 0.8, 0.7, 0.4, 0.3, 0.2], accepted=3, token=7, draft_steps=6
+    )
 
 
 def tree_round() -> Round:
@@ -176,38 +325,85 @@ def tree_round() -> Round:
     for i in range(8):
         parent = add(parent, 60 + i, float("nan"), "lookup")
         lookup.append(parent)
-    return Round(drafts=drafts, confidences=conf, accepted=5, token=99, parents=parents, path=lookup[:5],
-                 sources=sources, draft_steps=3)
+    return Round(
+        drafts=drafts,
+        confidences=conf,
+        accepted=5,
+        token=99,
+        parents=parents,
+        path=lookup[:5],
+        sources=sources,
+        draft_steps=3,
+    )
 
 
 def training_curves_frame() -> pd.DataFrame:
     rows = []
     for layer, variant, steps in ((2, "attention", 300), (1, "attention", 300), (2, "none", 0)):
         for step in range(0, steps + 1, 100):
-            rows.append({"exit_layer": layer, "variant": variant, "steps_total": steps, "lr_max": 0.003, "step": step,
-                         "expected_accept": 0.1 + step / 1000, "loss": 16 / (1 + step / 50), "lr": None if step == 0 else 0.003,
-                         "tokens": None if step == 0 else step * 1000, "top1": 0.1 + step / 800,
-                         "train_loss": None if step == 0 else 5.0, "device": DEVICE, "torch": "9.9", "transformers": "9.9"})
+            rows.append(
+                {
+                    "exit_layer": layer,
+                    "variant": variant,
+                    "steps_total": steps,
+                    "lr_max": 0.003,
+                    "step": step,
+                    "expected_accept": 0.1 + step / 1000,
+                    "loss": 16 / (1 + step / 50),
+                    "lr": None if step == 0 else 0.003,
+                    "tokens": None if step == 0 else step * 1000,
+                    "top1": 0.1 + step / 800,
+                    "train_loss": None if step == 0 else 5.0,
+                    "device": DEVICE,
+                    "torch": "9.9",
+                    "transformers": "9.9",
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def ablation_frame() -> pd.DataFrame:
     rows = []
-    for layer, variant, steps, shipped in ((2, "attention", 3000, True), (2, "linear", 1500, True),
-                                           (1, "attention", 1500, True), (2, "attention", 1500, False)):
-        rows.append({"exit_layer": layer, "variant": variant, "steps": steps, "lr": 0.003, "batch_size": 48,
-                     "parameters": 1328256, "top1": 0.6, "expected_accept": 0.55, "heldout_loss": 2.6,
-                     **{f"accept_pos{i}": 0.5 / i for i in range(1, 7)}, "mean_accepted_eta0": 1.97,
-                     "train_response_tokens": 10, "tokens_seen": 100, "minutes": 3.9, "shipped": shipped,
-                     "device": DEVICE, "torch": "9.9", "transformers": "9.9"})
+    for layer, variant, steps, shipped in (
+        (2, "attention", 3000, True),
+        (2, "linear", 1500, True),
+        (1, "attention", 1500, True),
+        (2, "attention", 1500, False),
+    ):
+        rows.append(
+            {
+                "exit_layer": layer,
+                "variant": variant,
+                "steps": steps,
+                "lr": 0.003,
+                "batch_size": 48,
+                "parameters": 1328256,
+                "top1": 0.6,
+                "expected_accept": 0.55,
+                "heldout_loss": 2.6,
+                **{f"accept_pos{i}": 0.5 / i for i in range(1, 7)},
+                "mean_accepted_eta0": 1.97,
+                "train_response_tokens": 10,
+                "tokens_seen": 100,
+                "minutes": 3.9,
+                "shipped": shipped,
+                "device": DEVICE,
+                "torch": "9.9",
+                "transformers": "9.9",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 STORED = {  # relative path -> synthetic frame, for build_figures
-    "training_curves.csv": training_curves_frame, "adapter_ablation.csv": ablation_frame,
-    "bench/draft_trace.csv": random_trace, "bench/summary.csv": summary_frame,
-    "bench/sweep_exit_layer.csv": sweep_exit_frame, "bench/sweep_threshold.csv": sweep_threshold_frame,
-    "bench/step_times.csv": step_times_frame, "bench/projection_7b.csv": projection_frame,
+    "training_curves.csv": training_curves_frame,
+    "adapter_ablation.csv": ablation_frame,
+    "bench/draft_trace.csv": random_trace,
+    "bench/summary.csv": summary_frame,
+    "bench/sweep_exit_layer.csv": sweep_exit_frame,
+    "bench/sweep_threshold.csv": sweep_threshold_frame,
+    "bench/step_times.csv": step_times_frame,
+    "bench/projection_7b.csv": projection_frame,
     "bench/sweep_tree.csv": sweep_tree_frame,
 }
 
@@ -389,8 +585,9 @@ def test_trace_figures():
     trace = random_trace()
     fig = plots.acceptance_by_position(trace)
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 6 and len(fig.axes[1].lines) == len(CATS)
-    np.testing.assert_allclose([p.get_height() for p in fig.axes[0].patches],
-                               plots.position_acceptance(trace)["acceptance"])
+    np.testing.assert_allclose(
+        [p.get_height() for p in fig.axes[0].patches], plots.position_acceptance(trace)["acceptance"]
+    )
     close(fig)
     fig = plots.confidence_accepted_vs_rejected(trace)
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2 * (len(plots.BINS) - 1)
@@ -506,8 +703,11 @@ def test_tree_layout_by_hand():
 
 def node_texts(fig):
     """The boxed texts of a round_tree (the nodes), by their text."""
-    return [t for t in fig.axes[0].texts if t.get_bbox_patch() is not None and t.get_text() and
-            t.get_bbox_patch().get_facecolor()[3] == 1]
+    return [
+        t
+        for t in fig.axes[0].texts
+        if t.get_bbox_patch() is not None and t.get_text() and t.get_bbox_patch().get_facecolor()[3] == 1
+    ]
 
 
 def test_round_tree_of_a_chain():
@@ -560,24 +760,41 @@ def test_training_figures():
 
 
 def test_notebook_figures():
-    layers = pd.DataFrame([{"layer": lay, "position": p, "token": tok, "probability": lay / 4,
-                            "top1_matches": lay >= 3} for lay in range(1, 5) for p, tok in enumerate(["The", " sky", "\n"])])
+    layers = pd.DataFrame(
+        [
+            {"layer": lay, "position": p, "token": tok, "probability": lay / 4, "top1_matches": lay >= 3}
+            for lay in range(1, 5)
+            for p, tok in enumerate(["The", " sky", "\n"])
+        ]
+    )
     fig = plots.layer_predictions_heatmap(layers)
     assert fig.axes[0].images[0].get_array().shape == (4, 3)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["The", "␣sky", "⏎"]
     close(fig)
-    parts = pd.DataFrame({"part": ["embedding", "layers 1-2 (shallow)", "layers 3-30 (deep)", "adapter", "LM head"],
-                          "ms": [0.01, 0.2, 2.8, 0.1, 0.3], "params": [0, 2e6, 1e8, 1.3e6, 2.8e7]})
+    parts = pd.DataFrame(
+        {
+            "part": ["embedding", "layers 1-2 (shallow)", "layers 3-30 (deep)", "adapter", "LM head"],
+            "ms": [0.01, 0.2, 2.8, 0.1, 0.3],
+            "params": [0, 2e6, 1e8, 1.3e6, 2.8e7],
+        }
+    )
     fig = plots.cost_breakdown(parts)
     assert len(fig.axes[0].patches) == 5 and len(fig.axes[1].patches) == 5
     close(fig)
-    dist = pd.DataFrame({"token": list("abcd"), "target_p": [0.4, 0.3, 0.2, 0.1], "empirical_p": [0.41, 0.29, 0.2, 0.1],
-                         "n": 2000})
+    dist = pd.DataFrame(
+        {"token": list("abcd"), "target_p": [0.4, 0.3, 0.2, 0.1], "empirical_p": [0.41, 0.29, 0.2, 0.1], "n": 2000}
+    )
     fig = plots.distribution_check(dist)
     assert len(fig.axes[0].patches) == 8
     close(fig)
-    temps = pd.DataFrame({"temperature": [0, 0.5, 1.0] * 2, "mean_accepted": [2, 1.8, 1.5] * 2,
-                          "acceptance_rate": [0.5, 0.45, 0.4] * 2, "method": ["kangaroo"] * 3 + ["kangaroo-noadapter"] * 3})
+    temps = pd.DataFrame(
+        {
+            "temperature": [0, 0.5, 1.0] * 2,
+            "mean_accepted": [2, 1.8, 1.5] * 2,
+            "acceptance_rate": [0.5, 0.45, 0.4] * 2,
+            "method": ["kangaroo"] * 3 + ["kangaroo-noadapter"] * 3,
+        }
+    )
     fig = plots.acceptance_vs_temperature(temps)
     assert all(len(ax.lines) == 2 for ax in fig.axes)
     close(fig)
@@ -590,22 +807,35 @@ def test_notebook_figure_fixes():
     """Issue 11: tokens without a glyph are escaped, the tied LM head is counted once, no point is clipped."""
     assert plots._token_label("\u2405a") == "\\x05a"  # a control picture (no glyph in DejaVu Sans)
     assert plots._token_label("\u4e2d") in ("\u4e2d", "\\u4e2d")  # drawn if the font has it, else escaped
-    assert all(plots._drawable(c) or c not in label
-               for label in (plots._token_label("\u2417\u240e\u00e9"),) for c in label)
-    dist = pd.DataFrame({"token": ["\u2405", "b"], "token_id": [5, 98], "target_p": [0.6, 0.4],
-                         "empirical_p": [0.6, 0.4], "n": 100})
+    assert all(
+        plots._drawable(c) or c not in label for label in (plots._token_label("\u2417\u240e\u00e9"),) for c in label
+    )
+    dist = pd.DataFrame(
+        {"token": ["\u2405", "b"], "token_id": [5, 98], "target_p": [0.6, 0.4], "empirical_p": [0.6, 0.4], "n": 100}
+    )
     fig = plots.distribution_check(dist)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["\\x05 #5", "b #98"]
     close(fig)
-    parts = pd.DataFrame({"part": ["embedding", "shallow layers 1-2", "deep layers 3-30", "adapter (attention)",
-                                   "final norm + LM head"], "ms": [0.01, 1.8, 42.0, 0.5, 6.6],
-                          "params": [28311552, 7080192, 99122688, 1328256, 28312128]})
+    parts = pd.DataFrame(
+        {
+            "part": [
+                "embedding",
+                "shallow layers 1-2",
+                "deep layers 3-30",
+                "adapter (attention)",
+                "final norm + LM head",
+            ],
+            "ms": [0.01, 1.8, 42.0, 0.5, 6.6],
+            "params": [28311552, 7080192, 99122688, 1328256, 28312128],
+        }
+    )
     fig = plots.cost_breakdown(parts)
     assert fig.axes[1].patches[4].get_facecolor()[:3] == (1.0, 1.0, 1.0)  # hollow: the embedding's weights
     assert "134.5 M parameters, each weight once" in texts(fig) and "counted once" in texts(fig)
     close(fig)
-    temps = pd.DataFrame({"temperature": [0, 0.5, 1.0], "mean_accepted": [1.44, 1.34, 1.33],
-                          "acceptance_rate": [0.32, 0.27, 0.28]})
+    temps = pd.DataFrame(
+        {"temperature": [0, 0.5, 1.0], "mean_accepted": [1.44, 1.34, 1.33], "acceptance_rate": [0.32, 0.27, 0.28]}
+    )
     fig = plots.acceptance_vs_temperature(temps)
     assert fig.axes[0].get_ylim()[1] > 1.44 * 1.1  # the highest marker is not cut by the frame
     close(fig)

@@ -9,10 +9,12 @@ from kangaroo_lab import bench
 from kangaroo_lab.cli import main
 from kangaroo_lab.questions import Question, write_questions
 
-QUESTIONS = [Question(1, "qa", ["What is the capital of France?"]),
-             Question(2, "mt_bench", ["Write a haiku about rain.", "Now make it about snow."]),
-             Question(3, "math_reasoning", ["What is 12 times 7?"]),
-             Question(4, "translation", ["Say hello in French."])]
+QUESTIONS = [
+    Question(1, "qa", ["What is the capital of France?"]),
+    Question(2, "mt_bench", ["Write a haiku about rain.", "Now make it about snow."]),
+    Question(3, "math_reasoning", ["What is 12 times 7?"]),
+    Question(4, "translation", ["Say hello in French."]),
+]
 METHODS = "ar,kangaroo,pld"
 TIMING = ("wall_time",)
 
@@ -23,8 +25,9 @@ def comparable(path) -> list[dict]:
     for line in path.read_text().splitlines():
         a = json.loads(line)
         choice = {k: v for k, v in a["choices"][0].items() if k not in TIMING}
-        rows.append({"question_id": a["question_id"], "category": a["category"], "model_id": a["model_id"],
-                     "choice": choice})
+        rows.append(
+            {"question_id": a["question_id"], "category": a["category"], "model_id": a["model_id"], "choice": choice}
+        )
     return rows
 
 
@@ -44,6 +47,7 @@ def crash_after(monkeypatch, answers: int):
             raise KeyboardInterrupt  # Ctrl-C, or any crash
         given.append(1)
         return answer(*args, **kwargs)
+
     monkeypatch.setattr(bench, "answer_question", crashing)
 
 
@@ -61,11 +65,13 @@ def test_an_interrupted_bench_resumes_to_the_same_files(tiny, tmp_path, monkeypa
     result = bench.benchmark(tiny, QUESTIONS, METHODS, tmp_path, max_new_tokens=16, progress=False, resume=True)
     assert len(asked) == 3 * len(QUESTIONS) - answers  # nothing answered twice
     for method in METHODS.split(","):
-        assert comparable(tmp_path / "answers" / f"{method}.jsonl") == \
-               comparable(uninterrupted.out / "answers" / f"{method}.jsonl"), method
+        assert comparable(tmp_path / "answers" / f"{method}.jsonl") == comparable(
+            uninterrupted.out / "answers" / f"{method}.jsonl"
+        ), method
     drop = {"tokens_per_s", "speedup_vs_ar", "speedup_vs_hf", "peak_memory_mb"}
-    assert [{k: v for k, v in r.items() if k not in drop} for r in result.rows] == \
-           [{k: v for k, v in r.items() if k not in drop} for r in uninterrupted.rows]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in result.rows] == [
+        {k: v for k, v in r.items() if k not in drop} for r in uninterrupted.rows
+    ]
 
 
 def test_a_line_cut_short_is_dropped_and_answered_again(tiny, tmp_path, uninterrupted):
@@ -80,11 +86,14 @@ def test_a_line_cut_short_is_dropped_and_answered_again(tiny, tmp_path, uninterr
         assert comparable(answers / f"{method}.jsonl") == comparable(uninterrupted.out / "answers" / f"{method}.jsonl")
 
 
-@pytest.mark.parametrize("change,message", [
-    (dict(max_new_tokens=8), "options"),
-    (dict(questions=QUESTIONS[:3]), "questions_sha256"),
-    (dict(methods="ar,pld"), "methods, options"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(max_new_tokens=8), "options"),
+        (dict(questions=QUESTIONS[:3]), "questions_sha256"),
+        (dict(methods="ar,pld"), "methods, options"),
+    ],
+)
 def test_resuming_with_other_settings_is_refused(tiny, tmp_path, monkeypatch, change, message):
     with monkeypatch.context() as m:
         crash_after(m, 2)
@@ -99,8 +108,21 @@ def test_cli_bench_resumes_and_skips_a_prompt_beyond_the_context(tiny, tmp_path,
     """`kangaroo-lab bench --questions FILE` with one question longer than the context: skipped with a
     note (stderr, summary.csv, run.json); interrupted, then `--resume`."""
     questions = write_questions(QUESTIONS[:2] + [Question(9, "summarization", ["word " * 900])], tmp_path / "q.jsonl")
-    argv = ["bench", "--model", "tiny-random", "--device", "cpu", "--questions", str(questions), "--methods", "ar,pld",
-            "--max-new-tokens", "8", "--out", str(tmp_path / "out")]
+    argv = [
+        "bench",
+        "--model",
+        "tiny-random",
+        "--device",
+        "cpu",
+        "--questions",
+        str(questions),
+        "--methods",
+        "ar,pld",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     with monkeypatch.context() as m:
         crash_after(m, 3)
         with pytest.raises(KeyboardInterrupt):
@@ -109,4 +131,6 @@ def test_cli_bench_resumes_and_skips_a_prompt_beyond_the_context(tiny, tmp_path,
     err = capsys.readouterr().err
     assert "skipped summarization question 9" in err
     assert "skipped summarization question 9" in (tmp_path / "out" / "summary.csv").read_text()
-    assert [json.loads(x)["question_id"] for x in (tmp_path / "out" / "answers" / "pld.jsonl").read_text().splitlines()] == [1, 2]
+    assert [
+        json.loads(x)["question_id"] for x in (tmp_path / "out" / "answers" / "pld.jsonl").read_text().splitlines()
+    ] == [1, 2]

@@ -21,10 +21,13 @@ SMALL = dict(batch_size=8, eval_every=20, warmup=5, lr=3e-3, eval_sequences=32, 
 @pytest.fixture(scope="module")
 def corpus(tiny, tmp_path_factory):
     """Answers of tiny-random to 80 short prompts of ours (each trimmed to 8 words)."""
-    questions = [Question(q.question_id, q.category, tuple(" ".join(t.split()[:8]) for t in q.turns))
-                 for q in training_prompts(80, seed=5)]
-    return self_distill(tiny, questions, tmp_path_factory.mktemp("corpus") / "c.jsonl", max_new_tokens=40,
-                        batch_size=40, progress=False)
+    questions = [
+        Question(q.question_id, q.category, tuple(" ".join(t.split()[:8]) for t in q.turns))
+        for q in training_prompts(80, seed=5)
+    ]
+    return self_distill(
+        tiny, questions, tmp_path_factory.mktemp("corpus") / "c.jsonl", max_new_tokens=40, batch_size=40, progress=False
+    )
 
 
 def test_self_distillation_writes_the_models_own_greedy_answers(tiny, corpus):
@@ -39,8 +42,10 @@ def test_self_distillation_resumes(tiny, corpus, tmp_path):
     partial = tmp_path / "c.jsonl"
     lines = corpus.read_text().splitlines()
     partial.write_text("\n".join(lines[:30]) + "\n")  # as if interrupted after 29 answers
-    questions = [Question(q.question_id, q.category, tuple(" ".join(t.split()[:8]) for t in q.turns))
-                 for q in training_prompts(80, seed=5)]
+    questions = [
+        Question(q.question_id, q.category, tuple(" ".join(t.split()[:8]) for t in q.turns))
+        for q in training_prompts(80, seed=5)
+    ]
     self_distill(tiny, questions, partial, max_new_tokens=40, batch_size=40, progress=False)
     _, again = read_corpus_file(partial)
     _, full = read_corpus_file(corpus)
@@ -72,6 +77,7 @@ def test_resume_from_a_checkpoint(tiny, corpus, tmp_path, monkeypatch):
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # the run dies after step 12, before saving; checkpoint of step 10 is left
+
     monkeypatch.setattr(adapter_module.Adapter, "save", crash)
     with pytest.raises(KeyboardInterrupt):
         train_adapter(tiny, corpus, tmp_path, config, progress=False)
@@ -130,6 +136,7 @@ def test_batch_too_big_for_memory_says_what_to_do(tiny, corpus, tmp_path, monkey
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.00 GiB")
+
     monkeypatch.setattr(training, "distill_step", out_of_memory)
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: {"loss": 0.0, "top1": 0.0, "expected_accept": 0.0})
     with pytest.raises(RuntimeError, match="does not fit in memory; use a smaller --batch-size"):
@@ -148,10 +155,39 @@ def test_data_parallel_under_accelerate_launch(corpus, tmp_path):
     Without a GPU, accelerate's `--multi_gpu` launcher starts 2 CPU processes over gloo (MULTI_CPU);
     its `--cpu` flag would start just one."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "kangaroo_lab.cli", "train", "--model", "tiny-random", "--device", "cpu", "--data", str(corpus),
-           "--out", str(out), "--steps", "8", "--batch-size", "8", "--eval-every", "4", "--warmup", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "kangaroo_lab.cli",
+        "train",
+        "--model",
+        "tiny-random",
+        "--device",
+        "cpu",
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--steps",
+        "8",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "4",
+        "--warmup",
+        "2",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -160,8 +196,16 @@ def test_data_parallel_under_accelerate_launch(corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------------- shipped adapters
-SHIPPED = [(2, "attention"), (1, "attention"), (3, "attention"), (4, "attention"), (6, "attention"),
-           (2, "attention+ffn"), (2, "linear"), (2, "none")]
+SHIPPED = [
+    (2, "attention"),
+    (1, "attention"),
+    (3, "attention"),
+    (4, "attention"),
+    (6, "attention"),
+    (2, "attention+ffn"),
+    (2, "linear"),
+    (2, "none"),
+]
 
 
 @pytest.mark.slow
@@ -182,8 +226,10 @@ def test_shipped_default_adapter_drafts_far_better_than_an_untrained_one(smol):
     trained, untrained = load_adapter(smol), new_adapter(smol, 2)
     rates = []
     for adapter in (trained, untrained):
-        res = [generate(smol, q.turns[0], adapter=adapter, threshold=0.0, max_draft=1, max_new_tokens=48)
-               for q in load_minibench()[::20]]  # three categories of the mini-bench
+        res = [
+            generate(smol, q.turns[0], adapter=adapter, threshold=0.0, max_draft=1, max_new_tokens=48)
+            for q in load_minibench()[::20]
+        ]  # three categories of the mini-bench
         accepted = [a for r in res for a in r.draft_accepted]
         rates.append(sum(accepted) / len(accepted))
     assert rates[0] > 0.3 > 0.15 > rates[1]

@@ -29,7 +29,11 @@ def test_plan_fills_the_budget_level_by_level():
 
 def test_layout_blocks_and_chains():
     layout = Layout(3, (2, 4), 2)
-    assert list(layout.block(0)) == [0, 1, 2, 3] and list(layout.block(1)) == [4, 5] and list(layout.block(2)) == [6, 7, 8, 9]
+    assert (
+        list(layout.block(0)) == [0, 1, 2, 3]
+        and list(layout.block(1)) == [4, 5]
+        and list(layout.block(2)) == [6, 7, 8, 9]
+    )
     assert layout.depths() == [0, 1, 2, 3, 1, 1, 2, 2, 2, 2] and layout.depth == 3
     assert layout.static_parents() == [-1, 0, 1, 2, 0, 0, -1, -1, -1, -1]
     assert layout.nodes(0) == 4 and layout.nodes(2) == 10
@@ -112,16 +116,20 @@ def test_tree_pass_equals_each_path_run_as_a_chain(tiny):
             assert (chain - logits[i]).abs().max() <= TOL, f"node {i}, path {path}"
 
 
-@pytest.mark.parametrize("method,options", [
-    ("kangaroo-tree", dict(top_k=3, node_budget=20, max_draft=4)),
-    ("kangaroo+lookup", dict(top_k=2, node_budget=24, max_draft=3, lookup_tokens=6)),
-])
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        ("kangaroo-tree", dict(top_k=3, node_budget=20, max_draft=4)),
+        ("kangaroo+lookup", dict(top_k=2, node_budget=24, max_draft=3, lookup_tokens=6)),
+    ],
+)
 def test_caches_after_tree_rounds_equal_an_autoregressive_pass(tiny, method, options):
     """After generating with trees (compaction in every round), every layer's KV cache and the adapter's
     hold, at each committed position, what one plain pass over the committed tokens computes."""
     adapter = new_adapter(tiny, 3, "attention", seed=2)
-    res = generate(tiny, "abcabcabc abcabcabc abc", adapter=adapter, method=method, max_new_tokens=40,
-                   threshold=0.0, **options)
+    res = generate(
+        tiny, "abcabcabc abcabcabc abc", adapter=adapter, method=method, max_new_tokens=40, threshold=0.0, **options
+    )
     # some accepted paths did not lie at consecutive slots already, so compaction moved entries
     assert any(r.path and r.path != list(range(len(r.path))) for r in res.trace)
     seq = res.prompt_ids + res.token_ids[:-1]  # every committed token but the newest is in the caches
@@ -149,9 +157,13 @@ def test_lookup_proposes_what_followed_the_latest_longest_match():
     assert PromptLookup([7, 7, 7], 2, 3).propose() == ([7], 2)  # only what exists after the match
 
 
-@pytest.mark.parametrize("n_max,lookup_tokens,message", [
-    (0, 4, "n_max must be >= 1"), (2, 0, "lookup_tokens must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "n_max,lookup_tokens,message",
+    [
+        (0, 4, "n_max must be >= 1"),
+        (2, 0, "lookup_tokens must be >= 1"),
+    ],
+)
 def test_lookup_settings_are_checked(n_max, lookup_tokens, message):
     with pytest.raises(ValueError, match=message):
         PromptLookup([1, 2], n_max, lookup_tokens)
