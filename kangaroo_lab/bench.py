@@ -1232,26 +1232,11 @@ def summary_markdown(rows: Sequence[dict]) -> str:
 
 
 def sweep_markdown(rows: Sequence[dict]) -> str:
+    """The sweep's rows as a Markdown table: SWEEP_COLUMNS that hold a value, minus the bookkeeping ones."""
     head = [
         c
-        for c in (
-            "method",
-            "exit_layer",
-            "adapter",
-            "threshold",
-            "max_draft",
-            "top_k",
-            "node_budget",
-            "lookup_tokens",
-            "early_exit",
-            "tokens_per_s",
-            "speedup_vs_ar",
-            "mean_accepted",
-            "drafts_per_round",
-            "nodes_per_round",
-            "syncs_per_round",
-        )
-        if any(r.get(c) is not None for r in rows)
+        for c in SWEEP_COLUMNS
+        if c not in ("questions", "device", "versions") and any(r.get(c) is not None for r in rows)
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) if r.get(c) is not None else "" for c in head) + " |" for r in rows]
