@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from kangaroo_lab import load_adapter, load_model
+from kangaroo_lab.bench import environment
 from kangaroo_lab.training import TrainConfig, evaluate_many, load_corpus, split_corpus
 
 
@@ -45,7 +46,7 @@ def main() -> int:
             "exit_layer": adapters[name].exit_layer,
             "variant": adapters[name].variant,
             "sequences": len(held),
-            "device": str(model.device),
+            **environment(model),  # device and library versions
         }
         rows.append(
             {
@@ -71,6 +72,7 @@ def main() -> int:
                 "top1_pairs",
                 "sequences",
                 "device",
+                "versions",
             ],
         )
         w.writeheader()
