@@ -3,13 +3,17 @@ every adapter, benchmark the new default against the old one. Stages, each run f
 
     python scripts/gpu_adapters.py smoke                  # tiny-random on CUDA: decoder == AR, unrolled training runs
     python scripts/gpu_adapters.py distill --prompts P --shard 0/2   # one process per GPU; resumable
+    python scripts/gpu_adapters.py distill --tag s1 --temperature 0.7 --top-p 0.95 --seed 1 ...  # a sampled pass
     python scripts/gpu_adapters.py speed --prompts P      # ours vs transformers' generate, same prompts, same GPU
     python scripts/gpu_adapters.py train --runs TAG=CORPUS:LAYER:VARIANT:STEPS:UNROLL:TOKENS ...
+    python scripts/gpu_adapters.py fleet --gpus 2 --per-gpu 3 --runs ...   # those runs, several per GPU
     python scripts/gpu_adapters.py bench --adapters DIR   # mini-bench: old vs new l=2 adapter, chain and hybrid
 
 Everything lands under --work (default /tmp/kl, kept while the machine stays warm); what should
-come back is copied under --out. CORPUS is `real` (the merged shards of the real mix) or
-`templates`; TOKENS caps the corpus's response tokens (`all`, or e.g. 1M) by a seeded random subset
+come back is copied under --out. CORPUS is `real` (the greedy answers to the real mix: its shards,
+or `real.npz` brought from an earlier session), `mix` (`real` plus every sampled pass, `s*.N.jsonl`:
+each prompt answered greedily and again by sampling, all under the prompt's own id, so a prompt's
+answers land on one side of the held-out split) or `templates`; TOKENS caps the corpus's response tokens (`all`, or e.g. 1M) by a seeded random subset
 of its conversations. A stage stops starting new work once --deadline-s seconds have passed, so a
 10-minute device call ends cleanly and the next call resumes.
 """
@@ -94,7 +98,7 @@ def distill(args, model):
     questions = read_prompts(args.prompts, args.work)
     i, n = map(int, args.shard.split("/"))
     mine = questions[i::n]
-    path = Path(args.work) / f"real.{i}.jsonl"
+    path = Path(args.work) / f"{args.tag}.{i}.jsonl"
     log(f"shard {i}/{n}: {len(mine)} questions -> {path}")
     chunk = 4096
     for start in range(0, len(mine), chunk):
@@ -108,6 +112,9 @@ def distill(args, model):
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
             max_prompt_tokens=args.max_prompt_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
             progress=False,
         )
         log(f"shard {i}: {min(start + chunk, len(mine))}/{len(mine)} questions", stats_line(path))
@@ -180,12 +187,30 @@ def environment(model):
 
 
 def merged_corpus(args, name: str) -> Path:
-    """`real`: the shards' JSONL files as one corpus (header once); `templates`: as it is."""
+    """`real`: the greedy shards' JSONL files as one corpus (header once), or the carried `real.npz`;
+    `mix`: `real` and every sampled pass in one archive; `templates`: as it is."""
+    from kangaroo_lab.distill import read_corpus_file, save_corpus_npz
+
     work = Path(args.work)
     if name == "templates":
         return work / "templates.jsonl"
-    out = work / "real.jsonl"
+    if name == "mix":
+        out = work / "mix.npz"
+        if not out.exists():
+            header, examples = read_corpus_file(merged_corpus(args, "real"))
+            parts = [header]
+            for shard in sorted(work.glob("s[0-9].[0-9].jsonl")):
+                h, more = read_corpus_file(shard)
+                parts.append({**h, "file": shard.name})
+                examples += more
+            header = {**header, "temperature": "mixed", "parts": parts}
+            save_corpus_npz(header, examples, out)
+            log("mix", len(examples), "answers,", sum(len(e.response_ids) for e in examples), "response tokens")
+        return out
     shards = sorted(work.glob("real.[0-9].jsonl"))
+    if not shards:
+        return work / "real.npz"
+    out = work / "real.jsonl"
     if not out.exists() or out.stat().st_mtime < max(s.stat().st_mtime for s in shards):
         with out.open("w", encoding="utf-8") as f:
             for k, shard in enumerate(shards):
@@ -232,13 +257,12 @@ def capped(args, corpus: Path, tokens: str) -> Path:
 
 def prepare(args):
     """Before parallel training: merge the shards, cut the capped subsets, drop a half-written last line."""
-    for name in ("templates.jsonl", *[f"real.{i}.jsonl" for i in range(8)]):
-        path = Path(args.work) / name
+    for path in [Path(args.work) / "templates.jsonl", *Path(args.work).glob("*.[0-9].jsonl")]:
         if path.exists():
             text = path.read_text(encoding="utf-8")
             if text and not text.endswith("\n"):
                 path.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
-                log(name, "dropped a half-written last line")
+                log(path.name, "dropped a half-written last line")
     for run in args.runs:
         corpus, *_, tokens = run.split("=")[1].split(":")
         log(run, capped(args, merged_corpus(args, corpus), tokens))
@@ -266,7 +290,7 @@ def train(args, model):
             unroll=int(unroll),
             accept_prompts=12,
             accept_tokens=64,
-            checkpoint_every=250,
+            checkpoint_every=args.checkpoint_every,
             eval_every=250,
         )
         log(tag, "start", config)
@@ -291,25 +315,72 @@ def train(args, model):
         )
 
 
-def pack(args):
-    """Adapters, reports, curves, distill stats and the corpus archive under --out (each file < 16 MiB)."""
-    from kangaroo_lab.distill import read_corpus_file, save_corpus_npz
+def fleet(args):
+    """The runs of --runs as separate `train` processes, --per-gpu at a time on each of --gpus GPUs
+    (a small model leaves a GPU mostly idle between one process's kernels), started in the order
+    given. At the deadline the processes still running are stopped; the next call resumes them from
+    their checkpoints. Logs: <work>/logs/TAG.log."""
+    import signal
+    import subprocess
 
+    logs = Path(args.work) / "logs"
+    logs.mkdir(exist_ok=True)
+    queue = [r for r in args.runs if not (Path(args.work) / "adapters" / r.split("=")[0] / "report.json").exists()]
+    slots = {(g, k): None for k in range(args.per_gpu) for g in range(args.gpus)}
+    started = {}
+    while queue or any(slots.values()):
+        for slot, proc in slots.items():
+            if proc is not None and proc.poll() is not None:
+                log(started[proc.pid], "exited", proc.returncode, "on GPU", slot[0])
+                slots[slot] = None
+            if slots[slot] is None and queue and left(args) > 150:
+                run = queue.pop(0)
+                cmd = [sys.executable, __file__, "train", "--runs", run, "--work", args.work, "--out", args.out]
+                cmd += ["--model", args.model, "--checkpoint-every", str(args.checkpoint_every), "--lr", str(args.lr)]
+                cmd += ["--deadline-s", "100000", "--device", args.device]
+                env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(slot[0])}
+                with open(logs / f"{run.split('=')[0]}.log", "a") as f:
+                    slots[slot] = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+                started[slots[slot].pid] = run.split("=")[0]
+                log("started", run, "on GPU", slot[0])
+        if left(args) < 20:
+            for proc in filter(None, slots.values()):
+                proc.send_signal(signal.SIGTERM)
+                log(started[proc.pid], "stopped at the deadline (resumes from its checkpoint)")
+            for proc in filter(None, slots.values()):
+                proc.wait()
+            break
+        if not queue and not any(slots.values()):
+            break
+        time.sleep(5)
+    for run in args.runs:
+        tag = run.split("=")[0]
+        progress = sorted((Path(args.work) / "adapters" / tag).glob("*"))
+        log(
+            tag,
+            [p.name for p in progress],
+            (logs / f"{tag}.log").read_text()[-600:] if (logs / f"{tag}.log").exists() else "",
+        )
+
+
+def pack(args):
+    """Adapters, reports, curves, distill stats, logs and the corpus archive under --out, in parts of
+    15 MB (a returned file must stay under 16 MiB); join them with `cat`."""
     work, out = Path(args.work), Path(args.out)
     adapters = work / "adapters"
     if adapters.exists():
-        with tarfile.open(out / "adapters.tar", "w") as tar:
+        with tarfile.open(work / "adapters.tar", "w") as tar:
             for d in sorted(adapters.iterdir()):
                 for f in d.iterdir():
                     if f.name != "checkpoint.pt":
                         tar.add(f, arcname=f"{d.name}/{f.name}")
+        os.system(f"split -b 15M {work / 'adapters.tar'} {out}/adapters.tar.part")
     with tarfile.open(out / "stats.tar", "w") as tar:
-        for f in work.glob("*.stats.jsonl"):
+        for f in [*work.glob("*.stats.jsonl"), *work.glob("logs/*.log")]:
             tar.add(f, arcname=f.name)
-    if args.corpus_archive and (work / "real.0.jsonl").exists():
-        header, examples = read_corpus_file(merged_corpus(args, "real"))
-        npz = save_corpus_npz(header, examples, work / "real.npz")
-        os.system(f"split -b 15M {npz} {out}/real.npz.part")
+    if args.corpus_archive:
+        npz = merged_corpus(args, "mix")
+        os.system(f"split -b 15M {npz} {out}/{npz.name}.part")
 
 
 def bench_stage(args, model):
@@ -320,7 +391,8 @@ def bench_stage(args, model):
     from kangaroo_lab.adapter import shipped_adapter_dir
 
     target = shipped_adapter_dir(model.name, 2, "attention")
-    for label, methods in (("old", ["ar", "kangaroo"]), ("new", ["ar", "kangaroo", "kangaroo+lookup"])):
+    arms = (("old", ["ar", "kangaroo"]), ("new", ["ar", "kangaroo", "kangaroo+lookup"]))
+    for label, methods in arms[1:] if args.new_only else arms:
         if label == "new":
             shutil.rmtree(target)
             shutil.copytree(Path(args.adapters), target)
@@ -333,12 +405,21 @@ def bench_stage(args, model):
 # ----------------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["smoke", "distill", "templates", "speed", "prepare", "train", "pack", "bench"])
+    ap.add_argument(
+        "stage", choices=["smoke", "distill", "templates", "speed", "prepare", "train", "fleet", "pack", "bench"]
+    )
     ap.add_argument("--model", default="/tmp/kl/SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--work", default="/tmp/kl")
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/kl/out"))
     ap.add_argument("--prompts", default="/tmp/kl/prompts.jsonl.xz")
     ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--tag", default="real", help="distill: the shards' file stem (real = greedy; s1, s2: sampled)")
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gpus", type=int, default=1)
+    ap.add_argument("--per-gpu", type=int, default=1)
+    ap.add_argument("--checkpoint-every", type=int, default=250)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--hf-batch-size", type=int, default=64)
     ap.add_argument("--speed-prompts", type=int, default=512)
@@ -348,6 +429,7 @@ def main():
     ap.add_argument("--runs", nargs="*", default=[])
     ap.add_argument("--adapters", default=None)
     ap.add_argument("--corpus-archive", action="store_true")
+    ap.add_argument("--new-only", action="store_true", help="bench: skip the shipped adapter's run")
     ap.add_argument("--deadline-s", type=float, default=540)
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
@@ -359,6 +441,8 @@ def main():
         return pack(args)
     if args.stage == "prepare":
         return prepare(args)
+    if args.stage == "fleet":
+        return fleet(args)
     from kangaroo_lab import load_model
 
     model = load_model(args.model, device=args.device)
