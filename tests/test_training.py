@@ -88,6 +88,22 @@ def test_resume_from_a_checkpoint(tiny, corpus, tmp_path, monkeypatch):
     assert steps == [0, 4, 8, 12] and not (tmp_path / CHECKPOINT).exists()
 
 
+def test_a_resumed_run_reports_the_minutes_of_every_segment(tiny, corpus, tmp_path, monkeypatch):
+    from kangaroo_lab import adapter as adapter_module
+
+    config = TrainConfig(steps=6, checkpoint_every=5, **SMALL)
+    monkeypatch.setattr(adapter_module.Adapter, "save", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(tiny, corpus, tmp_path, config, progress=False)
+    monkeypatch.undo()
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert 0 < state["minutes"] < 5
+    state["minutes"] = 42.0  # as if the first segment had trained for 42 minutes
+    torch.save(state, tmp_path / CHECKPOINT)
+    train_adapter(tiny, corpus, tmp_path, config, progress=False)
+    assert 42.0 <= json.loads((tmp_path / "report.json").read_text())["minutes"] < 47  # not just this segment
+
+
 def test_resuming_a_checkpoint_of_another_config_fails(tiny, corpus, tmp_path, monkeypatch):
     from kangaroo_lab import adapter as adapter_module
 
