@@ -686,6 +686,15 @@ def add_distill_parser(subparsers):
     )
     p.add_argument("--batch-size", metavar="N", type=int, default=64, help="(default: %(default)s)")
     p.add_argument("--temperature", metavar="T", type=float, default=0.0, help="0 = greedy answers (default)")
+    p.add_argument("--top-p", metavar="P", type=float, default=1.0, help="nucleus sampling (default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        metavar="S",
+        type=int,
+        default=0,
+        help="sampling seed (default: %(default)s). The shipped adapters learned from greedy answers plus "
+        "one sampled pass: --temperature 0.7 --top-p 0.95 --seed 1 into a second file",
+    )
     p.add_argument(
         "--engine",
         choices=("ours", "transformers"),
@@ -704,7 +713,7 @@ def run_distill(args: argparse.Namespace) -> int:
     for name in ("prompts", "batch_size", "max_new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    check_sampling(args.temperature)  # before the model loads; self_distill refuses to resume other settings
+    check_sampling(args.temperature, args.top_p, args.seed)  # before the model loads
     questions = load_questions(text_file(args.questions)) if args.questions else training_prompts(args.prompts)
     model = _load_model(args)
     path = self_distill(
@@ -714,6 +723,8 @@ def run_distill(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
         engine=args.engine,
     )
     print(json.dumps({"corpus": str(path)}) if args.json else f"corpus written to {path}")
@@ -757,7 +768,14 @@ def add_train_parser(subparsers):
         "distribution). Data-parallel with `accelerate launch --num_processes N -m kangaroo_lab.cli train ...`.",
     )
     _add_model_args(p)
-    p.add_argument("--data", metavar="FILE", required=True, help="a corpus from `kangaroo-lab distill`")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        nargs="+",
+        required=True,
+        help="a corpus from `kangaroo-lab distill` (JSONL or NPZ); several are read as one "
+        "(e.g. greedy and sampled answers to the same prompts)",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="where the adapter, its report and curves go")
     p.add_argument("--exit-layer", metavar="L", type=int, default=d.exit_layer, help="(default: %(default)s)")
     p.add_argument("--variant", choices=VARIANTS, default=d.variant, help="(default: %(default)s)")
@@ -778,7 +796,8 @@ def run_train(args: argparse.Namespace) -> int:
         exit_layer=args.exit_layer, variant=args.variant, **{k: getattr(args, k) for k in TRAIN_OPTIONS}
     )
     model = _load_model(args)
-    adapter = train_adapter(model, text_file(args.data), args.out, config)
+    data = [f if str(f).endswith(".npz") else text_file(f) for f in args.data]  # an archive is binary
+    adapter = train_adapter(model, data if len(data) > 1 else data[0], args.out, config)
     report = adapter.meta.training
     if not report:  # a secondary process of a data-parallel run: the main process reports
         return 0

@@ -25,7 +25,7 @@ File formats:
 * NPZ (``.npz``, `save_corpus_npz`): the same header and examples as flat token arrays, about 5x
   smaller: how corpora travel back from a GPU machine.
 
-`read_corpus_file` reads both.
+`read_corpus_file` reads both; `merge_corpora` joins several (greedy and sampled answers) into one NPZ.
 """
 
 from __future__ import annotations
@@ -437,6 +437,30 @@ def read_corpus_file(path: str | Path) -> tuple[dict, list[Example]]:
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path}, {place}: expected id, category, prompt_ids, response_ids ({e})") from None
     return records[0][2], examples
+
+
+def merge_corpora(paths: list, out: str | Path) -> Path:
+    """Several corpora of one tokenizer as one NPZ archive: e.g. the greedy answers and a sampled pass
+    over the same prompts (`self_distill(..., temperature=0.7, seed=1)`), which is how the shipped
+    adapters' corpus was made. Answers keep their ids, so all answers to one prompt fall on the same side
+    of the training / held-out split. The header is the first corpus's, with every part's header under
+    "parts" (and "temperature" set to "mixed" when the parts differ)."""
+    if not paths:
+        raise ValueError("no corpora to merge: pass at least one corpus file")
+    headers, examples = [], []
+    for path in paths:
+        header, more = read_corpus_file(path)
+        if headers and header.get("tokenizer") != headers[0].get("tokenizer"):
+            raise ValueError(
+                f"{path} was distilled with another tokenizer ({header.get('model')!r}) than {paths[0]} "
+                f"({headers[0].get('model')!r}); merge corpora of one model only"
+            )
+        headers.append({**header, "file": Path(path).name})
+        examples += more
+    temperatures = {h.get("temperature") for h in headers}
+    merged = {**headers[0], "temperature": temperatures.pop() if len(temperatures) == 1 else "mixed"}
+    merged.pop("file")
+    return save_corpus_npz({**merged, "parts": headers}, examples, out)
 
 
 def save_corpus_npz(header: dict, examples: list[Example], path: str | Path) -> Path:

@@ -195,10 +195,11 @@ def training_curves(curves: pd.DataFrame) -> Figure:
         ("top1", "held-out top-1 agreement\nwith the full model"),
         ("loss", "held-out loss (soft CE, nats)"),
     ]
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab20")
     for i, (key, group) in enumerate(curves.sort_values("step").groupby(runs, sort=True)):
         tokens = group["tokens"].fillna(0) / 1e6  # the step-0 evaluation precedes any training token
-        label = _run_label(dict(zip(runs, key)))
+        run = dict(zip(runs, key))
+        label = _run_label(run)
         for ax, (column, _) in zip(axes[0], panels):
             ax.plot(
                 tokens,
@@ -206,7 +207,8 @@ def training_curves(curves: pd.DataFrame) -> Figure:
                 marker="o" if len(group) == 1 else None,
                 ms=4,
                 lw=1.4,
-                color=colors(i % 10),
+                ls="--" if str(run.get("data", "")).startswith("templates") else "-",  # the earlier data: dashed
+                color=colors(i % 20),
                 label=label,
             )
     for ax, (column, ylabel) in zip(axes[0], panels):
@@ -1518,7 +1520,7 @@ def acceptance_vs_temperature(df: pd.DataFrame) -> Figure:
 
 
 # ------------------------------------------------------------------------------------ build
-TRAINING_RUN = "scripts/gpu_train_adapters.py on a GPU, then scripts/collect_training.py"
+TRAINING_RUN = "scripts/gpu_adapters.py train (or fleet) on a GPU, then scripts/collect_training.py"
 PRODUCERS = {  # stored file (relative to the data folder) -> what produces it
     "training_curves.csv": TRAINING_RUN,
     "adapter_ablation.csv": TRAINING_RUN,

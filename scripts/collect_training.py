@@ -1,9 +1,11 @@
 """Collect adapter training reports and curves into figures/data/ (CSV).
 
-    python scripts/collect_training.py RUN_DIR [RUN_DIR ...] --shipped kangaroo_lab/assets/adapters/smollm2-135m-instruct
+    python scripts/collect_training.py RUN_DIR [RUN_DIR ...] --shipped kangaroo_lab/assets/adapters/smollm2-135m-instruct [--append]
 
 Each RUN_DIR holds report.json (+ curves.csv) as `train_adapter` writes them. A run is marked
-shipped when an adapter with the same exit layer, variant and step count is in --shipped.
+shipped when an adapter with the same exit layer, variant, step count and training tokens is in
+--shipped. With --append the runs are added to the CSVs already in --out (earlier sessions' runs,
+whose folders are gone), and every row's shipped mark is set again.
 """
 
 import argparse
@@ -30,11 +32,17 @@ ABLATION_FIELDS = [
     "device",
     "torch",
     "transformers",
+    "data",
+    "unroll",
+    "top1_pairs",
 ]
 
 
+def shipped_key(r: dict) -> tuple:
+    return int(r["exit_layer"]), r["variant"], int(r["steps"]), int(r["train_response_tokens"])
+
+
 def row(report: dict, shipped: set) -> dict:
-    key = (report["exit_layer"], report["variant"], report["steps"])
     return {
         "exit_layer": report["exit_layer"],
         "variant": report["variant"],
@@ -50,10 +58,13 @@ def row(report: dict, shipped: set) -> dict:
         "train_response_tokens": report["train_response_tokens"],
         "tokens_seen": report["tokens_seen"],
         "minutes": report["minutes"],
-        "shipped": key in shipped,
+        "shipped": shipped_key(report) in shipped,
         "device": report["device"],
         "torch": report["versions"]["torch"],
         "transformers": report["versions"]["transformers"],
+        "data": report.get("data", "templates"),
+        "unroll": report["config"].get("unroll", 1),
+        "top1_pairs": report["heldout"].get("top1_pairs", ""),
     }
 
 
@@ -62,12 +73,15 @@ def main():
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--shipped", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("figures/data"))
+    ap.add_argument("--append", action="store_true", help="keep the rows already in --out")
     args = ap.parse_args()
-    shipped = set()
-    for meta in args.shipped.glob("*/adapter.json"):
-        t = json.loads(meta.read_text())["training"]
-        shipped.add((t["exit_layer"], t["variant"], t["steps"]))
+    shipped = {shipped_key(json.loads(m.read_text())["training"]) for m in args.shipped.glob("*/adapter.json")}
     rows, curves = [], []
+    if args.append:
+        rows = list(csv.DictReader((args.out / "adapter_ablation.csv").open()))
+        curves = list(csv.DictReader((args.out / "training_curves.csv").open()))
+        for r in rows:
+            r["shipped"] = shipped_key(r) in shipped
     for run in args.runs:
         report = json.loads((run / "report.json").read_text())
         rows.append(row(report, shipped))
@@ -83,16 +97,18 @@ def main():
                         "device": report["device"],
                         "torch": report["versions"]["torch"],
                         "transformers": report["versions"]["transformers"],
+                        "data": report.get("data", "templates"),
+                        "unroll": report["config"].get("unroll", 1),
                     }
                 )
-    rows.sort(key=lambda r: (r["variant"] != "attention", r["exit_layer"], -r["steps"]))
+    rows.sort(key=lambda r: (r["variant"] != "attention", int(r["exit_layer"]), -int(r["steps"])))
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "adapter_ablation.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=ABLATION_FIELDS)
         w.writeheader()
         w.writerows(rows)
     with (args.out / "training_curves.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(curves[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for c in curves for k in c)))
         w.writeheader()
         w.writerows(curves)
     print(f"{len(rows)} runs, {len(curves)} curve points -> {args.out}")

@@ -189,7 +189,7 @@ def environment(model):
 def merged_corpus(args, name: str) -> Path:
     """`real`: the greedy shards' JSONL files as one corpus (header once), or the carried `real.npz`;
     `mix`: `real` and every sampled pass in one archive; `templates`: as it is."""
-    from kangaroo_lab.distill import read_corpus_file, save_corpus_npz
+    from kangaroo_lab.distill import merge_corpora, read_corpus_file
 
     work = Path(args.work)
     if name == "templates":
@@ -197,14 +197,8 @@ def merged_corpus(args, name: str) -> Path:
     if name == "mix":
         out = work / "mix.npz"
         if not out.exists():
-            header, examples = read_corpus_file(merged_corpus(args, "real"))
-            parts = [header]
-            for shard in sorted(work.glob("s[0-9].[0-9].jsonl")):
-                h, more = read_corpus_file(shard)
-                parts.append({**h, "file": shard.name})
-                examples += more
-            header = {**header, "temperature": "mixed", "parts": parts}
-            save_corpus_npz(header, examples, out)
+            merge_corpora([merged_corpus(args, "real"), *sorted(work.glob("s[0-9].[0-9].jsonl"))], out)
+            examples = read_corpus_file(out)[1]
             log("mix", len(examples), "answers,", sum(len(e.response_ids) for e in examples), "response tokens")
         return out
     shards = sorted(work.glob("real.[0-9].jsonl"))

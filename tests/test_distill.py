@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from kangaroo_lab import generate, new_adapter
-from kangaroo_lab.distill import BatchDecoder, Example, read_corpus_file, save_corpus_npz, self_distill
+from kangaroo_lab.distill import (
+    BatchDecoder,
+    Example,
+    merge_corpora,
+    read_corpus_file,
+    save_corpus_npz,
+    self_distill,
+)
 from kangaroo_lab.questions import Question
 from kangaroo_lab.training import distill_step, make_batch, reach_weights
 
@@ -102,6 +109,30 @@ def test_npz_corpus_round_trip_and_a_damaged_archive(tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ValueError, match="not a readable corpus archive"):
         read_corpus_file(path)
+
+
+def test_greedy_and_sampled_answers_merge_into_one_corpus(tiny, tmp_path):
+    from kangaroo_lab.training import split_corpus
+
+    questions = [Question(f"q{i}", "qa", (f"Question number {i}?",)) for i in range(30)]
+    greedy = self_distill(tiny, questions, tmp_path / "g.jsonl", max_new_tokens=6, progress=False)
+    sampled = self_distill(
+        tiny, questions, tmp_path / "s.jsonl", max_new_tokens=6, temperature=0.7, top_p=0.95, seed=1, progress=False
+    )
+    header, examples = read_corpus_file(merge_corpora([greedy, sampled], tmp_path / "mix.npz"))
+    assert header["temperature"] == "mixed" and [h["file"] for h in header["parts"]] == ["g.jsonl", "s.jsonl"]
+    assert len(examples) == 60 and examples[:30] == read_corpus_file(greedy)[1]
+    train, held = split_corpus(examples, 0.2)
+    assert {e.example_id for e in train}.isdisjoint(e.example_id for e in held)  # a prompt's answers stay together
+
+
+def test_merging_corpora_of_two_tokenizers_is_refused(tmp_path):
+    a = save_corpus_npz({"format": "kangaroo-lab-corpus/1", "model": "m", "tokenizer": "t1"}, [], tmp_path / "a.npz")
+    b = save_corpus_npz({"format": "kangaroo-lab-corpus/1", "model": "n", "tokenizer": "t2"}, [], tmp_path / "b.npz")
+    with pytest.raises(ValueError, match="another tokenizer.*merge corpora of one model only"):
+        merge_corpora([a, b], tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="no corpora to merge"):
+        merge_corpora([], tmp_path / "m.npz")
 
 
 # ----------------------------------------------------------------------------------- multi-step training

@@ -263,6 +263,8 @@ def cli_error(capsys, argv) -> str:
             "temperature must be >= 0 (0 = greedy) and finite, got nan",
         ),  # was: greedy, header nan
         (["--temperature", "inf"], "temperature must be >= 0 (0 = greedy) and finite, got inf"),
+        (["--temperature", "0.7", "--top-p", "0"], "top_p must lie in (0, 1], got 0.0"),
+        (["--temperature", "0.7", "--seed", "-1"], "seed must be an integer in [0, 2**64), got -1"),
     ],
 )
 def test_distill_bad_arguments(capsys, tmp_path, args, message):

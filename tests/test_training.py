@@ -88,6 +88,20 @@ def test_resume_from_a_checkpoint(tiny, corpus, tmp_path, monkeypatch):
     assert steps == [0, 4, 8, 12] and not (tmp_path / CHECKPOINT).exists()
 
 
+def test_train_reads_several_corpora_as_one_from_the_command_line(corpus, tmp_path, capsys):
+    """`kangaroo-lab train --data A B`: a JSONL corpus and an NPZ archive (binary: no UTF-8 check) read as one."""
+    from kangaroo_lab.cli import main
+    from kangaroo_lab.distill import read_corpus_file, save_corpus_npz
+
+    header, examples = read_corpus_file(corpus)
+    archive = save_corpus_npz(header, examples[:30], tmp_path / "more.npz")
+    argv = ["train", "--model", "tiny-random", "--data", str(corpus), str(archive), "--out", str(tmp_path / "a")]
+    assert main([*argv, "--steps", "2", "--batch-size", "4", "--eval-every", "2", "--warmup", "1"]) == 0
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["corpus"]["file"] == "c.jsonl, more.npz"
+    assert report["train_examples"] + report["heldout_examples"] == len(examples) + 30
+
+
 def test_a_resumed_run_reports_the_minutes_of_every_segment(tiny, corpus, tmp_path, monkeypatch):
     from kangaroo_lab import adapter as adapter_module
 
