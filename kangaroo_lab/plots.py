@@ -240,6 +240,7 @@ ABLATION_COLUMNS = {  # column -> (header, format)
     "accept_pos3": ("accept\n@3", "{:.2f}"),
     "mean_accepted_eta0": ("mean accepted\n(η=0, γ=6)", "{:.2f}"),
     "minutes": ("train\nminutes", "{:.1f}"),
+    "gpu_share": ("GPU shared\nby (up to)", "{:d}"),
     "shipped": ("shipped", "{}"),
 }
 VARIANT_ORDER = ("none", "linear", "attention", "attention+ffn")
@@ -308,6 +309,11 @@ def adapter_ablation(ablation: pd.DataFrame) -> Figure:
                 )
             ]
             if "data" in ablation
+            else []
+        )
+        + (
+            ["train minutes: wall time of the run; a GPU shared by k trainings at once stretches it up to k-fold"]
+            if "gpu_share" in ablation and (ablation["gpu_share"] > 1).any()
             else []
         ),
     )

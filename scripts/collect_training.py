@@ -28,6 +28,7 @@ ABLATION_FIELDS = [
     "train_response_tokens",
     "tokens_seen",
     "minutes",
+    "gpu_share",
     "shipped",
     "device",
     "torch",
@@ -58,6 +59,7 @@ def row(report: dict, shipped: set) -> dict:
         "train_response_tokens": report["train_response_tokens"],
         "tokens_seen": report["tokens_seen"],
         "minutes": report["minutes"],
+        "gpu_share": report.get("gpu_share", 1),  # trainings sharing the GPU at once (wall minutes stretch)
         "shipped": shipped_key(report) in shipped,
         "device": report["device"],
         "torch": report["versions"]["torch"],
