@@ -13,8 +13,8 @@ Everything lands under --work (default /tmp/kl, kept while the machine stays war
 come back is copied under --out. CORPUS is `real` (the greedy answers to the real mix: its shards,
 or `real.npz` brought from an earlier session), `mix` (`real` plus every sampled pass, `s*.N.jsonl`:
 each prompt answered greedily and again by sampling, all under the prompt's own id, so a prompt's
-answers land on one side of the held-out split) or `templates`; TOKENS caps the corpus's response tokens (`all`, or e.g. 1M) by a seeded random subset
-of its conversations. A stage stops starting new work once --deadline-s seconds have passed, so a
+answers land on one side of the held-out split) or `templates`; TOKENS caps the corpus's response
+tokens (`all`, or e.g. 1M) by a seeded random subset of its conversations. A stage stops starting new work once --deadline-s seconds have passed, so a
 10-minute device call ends cleanly and the next call resumes.
 """
 
