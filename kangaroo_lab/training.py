@@ -331,10 +331,10 @@ def train_adapter(
         adapter.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config))
-    start, history, minutes_before = _resume(out, config, model, adapter, optimizer, scheduler)
+    start, history, so_far = _resume(out, config, model, adapter, optimizer, scheduler)
     ddp_adapter, optimizer = acc.prepare(adapter, optimizer)
     history = history or [{"step": 0, **evaluate(model, adapter, held_eval, config.exit_layer, 16, config.max_len)}]
-    t0, tokens_seen = time.perf_counter(), history[-1].get("tokens", 0)
+    t0, tokens_seen = time.perf_counter(), so_far.get("tokens_seen", history[-1].get("tokens", 0) if history else 0)
     rng = torch.Generator().manual_seed(config.seed + start)
     per_rank = max(1, config.batch_size // acc.num_processes)
     bar = tqdm(
@@ -377,9 +377,12 @@ def train_adapter(
                 }
             )
         if acc.is_main_process and ((step + 1) % config.checkpoint_every == 0):
-            minutes = minutes_before + (time.perf_counter() - t0) / 60
-            _save_checkpoint(out, config, model, adapter, optimizer, scheduler, step + 1, history, minutes)
-    minutes = minutes_before + (time.perf_counter() - t0) / 60  # every segment of a resumed run
+            progress = {
+                "minutes": so_far.get("minutes", 0.0) + (time.perf_counter() - t0) / 60,
+                "tokens_seen": tokens_seen,
+            }
+            _save_checkpoint(out, config, model, adapter, optimizer, scheduler, step + 1, history, progress)
+    minutes = so_far.get("minutes", 0.0) + (time.perf_counter() - t0) / 60  # every segment of a resumed run
     # drop accelerate's autocast / fp32-output wrapper: the adapter then runs in the model's dtype
     adapter = acc.unwrap_model(ddp_adapter, keep_fp32_wrapper=False).to(model.dtype).eval().requires_grad_(False)
     if acc.is_main_process:
@@ -462,13 +465,13 @@ def _comparable(config: TrainConfig) -> dict:
     }
 
 
-def _save_checkpoint(out: Path, config, model, adapter, optimizer, scheduler, step, history, minutes):
+def _save_checkpoint(out: Path, config, model, adapter, optimizer, scheduler, step, history, progress: dict):
     out.mkdir(parents=True, exist_ok=True)
     state = {
         "config": _comparable(config),
         "model": model.name,
         "step": step,
-        "minutes": minutes,  # training time so far, over every segment of a resumed run
+        "progress": progress,  # minutes and tokens so far, over every segment of a resumed run
         "history": history,
         "adapter": adapter.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -478,12 +481,12 @@ def _save_checkpoint(out: Path, config, model, adapter, optimizer, scheduler, st
     (out / (CHECKPOINT + ".tmp")).replace(out / CHECKPOINT)
 
 
-def _resume(out: Path, config, model, adapter, optimizer, scheduler) -> tuple[int, list, float]:
-    """(step, history, minutes of training so far) of the checkpoint in `out`, loaded into the adapter
-    and optimizer; (0, [], 0.0) when there is none."""
+def _resume(out: Path, config, model, adapter, optimizer, scheduler) -> tuple[int, list, dict]:
+    """(step, history, {"minutes", "tokens_seen"} so far) of the checkpoint in `out`, loaded into the
+    adapter and optimizer; (0, [], {}) when there is none."""
     path = out / CHECKPOINT
     if not path.is_file():
-        return 0, [], 0.0
+        return 0, [], {}
     state = torch.load(path, map_location=model.device, weights_only=False)
     if state["config"] != _comparable(config) or state["model"] != model.name:
         changed = {
@@ -496,7 +499,7 @@ def _resume(out: Path, config, model, adapter, optimizer, scheduler) -> tuple[in
     adapter.load_state_dict(state["adapter"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    return state["step"], state["history"], state.get("minutes", 0.0)
+    return state["step"], state["history"], state.get("progress", {})
 
 
 # ----------------------------------------------------------------------------------- notebooks

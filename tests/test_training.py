@@ -102,7 +102,7 @@ def test_train_reads_several_corpora_as_one_from_the_command_line(corpus, tmp_pa
     assert report["train_examples"] + report["heldout_examples"] == len(examples) + 30
 
 
-def test_a_resumed_run_reports_the_minutes_of_every_segment(tiny, corpus, tmp_path, monkeypatch):
+def test_a_resumed_run_reports_the_minutes_and_tokens_of_every_segment(tiny, corpus, tmp_path, monkeypatch):
     from kangaroo_lab import adapter as adapter_module
 
     config = TrainConfig(steps=6, checkpoint_every=5, **SMALL)
@@ -111,11 +111,13 @@ def test_a_resumed_run_reports_the_minutes_of_every_segment(tiny, corpus, tmp_pa
         train_adapter(tiny, corpus, tmp_path, config, progress=False)
     monkeypatch.undo()
     state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
-    assert 0 < state["minutes"] < 5
-    state["minutes"] = 42.0  # as if the first segment had trained for 42 minutes
+    assert 0 < state["progress"]["minutes"] < 5 and state["progress"]["tokens_seen"] > 0
+    state["progress"] = {"minutes": 42.0, "tokens_seen": 10**9}  # as if the first segment had been long
     torch.save(state, tmp_path / CHECKPOINT)
     train_adapter(tiny, corpus, tmp_path, config, progress=False)
-    assert 42.0 <= json.loads((tmp_path / "report.json").read_text())["minutes"] < 47  # not just this segment
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert 42.0 <= report["minutes"] < 47  # not just this segment
+    assert 10**9 < report["tokens_seen"] < 10**9 + 1000  # counted from the checkpoint, not the last evaluation
 
 
 def test_resuming_a_checkpoint_of_another_config_fails(tiny, corpus, tmp_path, monkeypatch):
