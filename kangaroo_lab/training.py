@@ -114,7 +114,8 @@ def load_corpus(path, model: Model) -> list[Example]:
             )
         examples += [e for e in more if e.response_ids]
     if not examples:
-        raise ValueError(f"{', '.join(map(str, paths))} hold no answers to train on; run `kangaroo-lab distill`")
+        which = f"{paths[0]} holds" if len(paths) == 1 else f"{', '.join(map(str, paths))} hold"
+        raise ValueError(f"{which} no answers to train on; run `kangaroo-lab distill` to fill it")
     return examples
 
 
