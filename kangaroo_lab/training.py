@@ -320,7 +320,8 @@ def train_adapter(
     acc = accelerator or Accelerator(cpu=model.device.type == "cpu", mixed_precision=mixed, kwargs_handlers=[ddp])
     check_exit_layer(config.exit_layer, model.config.n_layers)
     out = Path(out)
-    fits = [e for e in load_corpus(corpus, model) if len(e.prompt_ids) + 8 <= config.max_len]
+    corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
+    fits = [e for e in load_corpus(corpora, model) if len(e.prompt_ids) + 8 <= config.max_len]
     train, held = split_corpus(fits, config.heldout)
     held = random.Random(config.seed).sample(held, len(held))  # the corpus is sorted by length: mix it
     held_eval = held[: config.eval_sequences]
@@ -335,7 +336,11 @@ def train_adapter(
     start, history, so_far = _resume(out, config, model, adapter, optimizer, scheduler)
     ddp_adapter, optimizer = acc.prepare(adapter, optimizer)
     history = history or [{"step": 0, **evaluate(model, adapter, held_eval, config.exit_layer, 16, config.max_len)}]
-    t0, tokens_seen = time.perf_counter(), so_far.get("tokens_seen", history[-1].get("tokens", 0) if history else 0)
+    t0, tokens_seen = time.perf_counter(), so_far.get("tokens_seen", history[-1].get("tokens", 0))
+
+    def minutes() -> float:  # every segment of a resumed run
+        return so_far.get("minutes", 0.0) + (time.perf_counter() - t0) / 60
+
     rng = torch.Generator().manual_seed(config.seed + start)
     per_rank = max(1, config.batch_size // acc.num_processes)
     bar = tqdm(
@@ -378,18 +383,15 @@ def train_adapter(
                 }
             )
         if acc.is_main_process and ((step + 1) % config.checkpoint_every == 0):
-            progress = {
-                "minutes": so_far.get("minutes", 0.0) + (time.perf_counter() - t0) / 60,
-                "tokens_seen": tokens_seen,
-            }
+            progress = {"minutes": minutes(), "tokens_seen": tokens_seen}
             _save_checkpoint(out, config, model, adapter, optimizer, scheduler, step + 1, history, progress)
-    minutes = so_far.get("minutes", 0.0) + (time.perf_counter() - t0) / 60  # every segment of a resumed run
+    trained_minutes = minutes()
     # drop accelerate's autocast / fp32-output wrapper: the adapter then runs in the model's dtype
     adapter = acc.unwrap_model(ddp_adapter, keep_fp32_wrapper=False).to(model.dtype).eval().requires_grad_(False)
     if acc.is_main_process:
-        report = _report(model, adapter, train, held, config, history, minutes, tokens_seen, acc.num_processes)
+        report = _report(model, adapter, train, held, config, history, trained_minutes, tokens_seen, acc.num_processes)
         report["corpus"] = {
-            "file": ", ".join(Path(c).name for c in (corpus if isinstance(corpus, (list, tuple)) else [corpus])),
+            "file": ", ".join(Path(c).name for c in corpora),
             "categories": dict(sorted(Counter(e.category for e in fits).items())),
         }
         adapter.save(out, training=report)
