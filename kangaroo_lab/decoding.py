@@ -29,99 +29,29 @@ distribution when sampling.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 import torch
 
+from .accept import Sampler, sample_accept
 from .adapter import Adapter, _check_fits
-from .engine import as_int
+from .engine import sync
+from .graphs import GraphOptions, ar_graph, captured_round_steps
+from .rounds import RoundSteps
 from .models import Model
-from .tree import Tree, deepest, path_to, reachable
-
-METHODS = ("ar", "kangaroo", "pld", "kangaroo-tree", "kangaroo+lookup")
-ADAPTER_METHODS = ("kangaroo", "kangaroo-tree", "kangaroo+lookup")
-TREE_METHODS = ("kangaroo-tree", "kangaroo+lookup")  # the ones with a node budget
-LOOKUP_METHODS = ("pld", "kangaroo+lookup")
-DEFAULT_METHOD = "kangaroo"  # the paper's method
-HEADLINE_METHOD = "kangaroo+lookup"  # our fastest greedy method on the mini-bench (README, "Results")
-EARLY_EXITS = ("host", "device")
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """Every decoding option, with the defaults of the paper's `kangaroo`; `METHOD_DEFAULTS` holds
-    each method's own (the CLI and the benchmarks read them from there)."""
-
-    threshold: float = 0.6  # eta: stop drafting once the draft's confidence falls below it (< eta; == eta goes on)
-    max_draft: int = 6  # gamma: at most this many drafts per round (a tree: its depth)
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    seed: int = 0
-    top_k: int = 4  # trees: children kept per node (and the most nodes per level, times the level above)
-    node_budget: int = 32  # trees: at most this many nodes verified per round, the root included
-    n_max: int = 3  # lookup: the longest n-gram matched (then shorter ones down to 1)
-    lookup_tokens: int = 8  # lookup: at most this many tokens proposed after a match
-    early_exit: str = "host"  # where eta stops a round's drafting: "host" (a read per draft) or "device" (a mask)
-
-    def __post_init__(self):
-        for f in fields(self):  # numpy integers from sweeps are fine
-            if f.type == "int" and as_int(getattr(self, f.name)) is not None:
-                object.__setattr__(self, f.name, as_int(getattr(self, f.name)))
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold (eta) must lie in [0, 1], got {self.threshold}; 0.6 is a good start")
-        for name, what in [
-            ("max_draft", "max_draft (gamma)"),
-            ("max_new_tokens", "max_new_tokens"),
-            ("top_k", "top_k (children per node)"),
-            ("node_budget", "node_budget (nodes per round)"),
-            ("n_max", "n_max (longest n-gram looked up)"),
-            ("lookup_tokens", "lookup_tokens (tokens proposed per match)"),
-        ]:
-            value = getattr(self, name)
-            if as_int(value) is None or value < 1:
-                raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-        check_sampling(self.temperature, self.top_p, self.seed)
-        if self.early_exit not in EARLY_EXITS:
-            raise ValueError(f"early_exit must be one of {EARLY_EXITS}, got {self.early_exit!r}")
-
-
-def check_sampling(temperature: float, top_p: float = 1.0, seed: int = 0):
-    """The sampling arguments every entry point takes (generate, the CLI, self-distillation): a ValueError
-    that says what is wrong, instead of silent greedy decoding (negative or NaN temperature), uniform
-    sampling (infinite temperature) or an overflow deep inside torch (a seed beyond 64 bits)."""
-    if not (math.isfinite(temperature) and temperature >= 0.0):
-        raise ValueError(f"temperature must be >= 0 (0 = greedy) and finite, got {temperature}")
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    if as_int(seed) is None or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-
-
-DEFAULTS = DecodeOptions()
-# Each method's defaults: the fastest setting of each in the tree sweep on an H200 (README, "Trees and
-# lookup"; figures/data/bench/sweep_tree.csv). On the device, eta can only mask nodes, never save work,
-# so the trees' default is eta = 0 and their depth is the knob.
-METHOD_DEFAULTS = {
-    "ar": DEFAULTS,
-    "kangaroo": DEFAULTS,  # the paper's chain, with the paper's settings
-    "pld": replace(DEFAULTS, lookup_tokens=32, n_max=3),
-    "kangaroo-tree": replace(DEFAULTS, threshold=0.0, max_draft=2, top_k=4, node_budget=64, early_exit="device"),
-    "kangaroo+lookup": replace(
-        DEFAULTS, threshold=0.0, max_draft=2, top_k=4, node_budget=48, lookup_tokens=16, early_exit="device"
-    ),
-}
-
-
-def options_for(method: str, options: DecodeOptions | None = None, **overrides) -> DecodeOptions:
-    """The options a method runs with: `options` (default: the method's defaults), then `overrides`
-    (None values are ignored). Validated here."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    base = options if options is not None else METHOD_DEFAULTS[method]
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+from .options import DEFAULTS, EARLY_EXITS, DecodeOptions, check_sampling  # noqa: F401 (the public names)
+from .proposers import (  # noqa: F401 (the method table's names, public here too)
+    ADAPTER_METHODS,
+    DEFAULT_METHOD,
+    HEADLINE_METHOD,
+    LOOKUP_METHODS,
+    METHOD_DEFAULTS,
+    METHODS,
+    TREE_METHODS,
+    method_layout,
+    options_for,
+)
 
 
 @dataclass
@@ -187,106 +117,6 @@ class GenerationResult:
     def nodes_per_round(self) -> float:
         """Candidate tokens verified per round (a tree's valid nodes but the root)."""
         return sum(len(r.drafts) for r in self.trace) / max(1, len(self.trace))
-
-
-# ------------------------------------------------------------------------------------ sampling
-class Sampler:
-    """Temperature / top-p warping and seeded draws. temperature == 0 means greedy."""
-
-    def __init__(self, temperature: float, top_p: float, seed: int, device: torch.device):
-        self.temperature, self.top_p = temperature, top_p
-        self.greedy = temperature == 0.0
-        self.generator = torch.Generator(device).manual_seed(seed)
-
-    def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """(..., V) logits -> the distribution we sample from: softmax(logits / T), top-p truncated."""
-        p = torch.softmax(logits.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            sorted_p, order = p.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p >= self.top_p  # keep the smallest set with mass >= top_p
-            p = p.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-            p = p / p.sum(-1, keepdim=True)
-        return p
-
-    def draw(self, weights: torch.Tensor) -> torch.Tensor:
-        """One index per row, with probability proportional to `weights` (>= 0, need not sum to 1).
-
-        argmax(w / E) with E ~ Exp(1) is such a draw and needs no host sync."""
-        e = torch.empty_like(weights, dtype=torch.float32).exponential_(generator=self.generator)
-        return (weights.float() / e).argmax(-1)
-
-    def next_token(self, logits: torch.Tensor) -> torch.Tensor:
-        """The target's token from logits (..., V)."""
-        return logits.argmax(-1) if self.greedy else self.draw(self.probs(logits))
-
-
-# ------------------------------------------------------------------------------------ acceptance
-@dataclass
-class Accepted:
-    """What the target accepted in a round, on the device."""
-
-    path: torch.Tensor  # (max_depth + 1,) node indices from the root down, by depth (entries past n: 0)
-    n: torch.Tensor  # (1,) drafts accepted
-    token: torch.Tensor  # (1,) the target's own token after them
-
-
-def greedy_accept(tree: Tree, logits: torch.Tensor, max_depth: int) -> Accepted:
-    """logits (P, V): the target's logits at every node of `tree` (each predicts the token after it).
-
-    A node matches when it is valid and its token is the target's argmax at its parent. Accept the
-    deepest node whose whole path from the root matches (for a chain: the longest prefix of drafts
-    the target agrees with); the next token is the target's argmax there: a correction, or the
-    bonus token after a fully accepted branch. No host sync: gather and index_select, never a
-    0-dim index."""
-    target = logits.argmax(-1)  # (P,)
-    match = tree.valid & (tree.tokens == target.gather(0, tree.parents.clamp(min=0)))
-    match = match | (tree.parents < 0)  # the root is committed already
-    best = deepest(reachable(match, tree.ancestors), tree.depths)  # (1,)
-    return Accepted(
-        path_to(best, tree.ancestors, tree.depths, max_depth), tree.depths.gather(0, best), target.gather(0, best)
-    )
-
-
-def sample_accept(
-    tokens: list[int], parents: list[int], valid: list[bool], p: torch.Tensor, q: torch.Tensor | None, sampler: Sampler
-) -> tuple[list[int], torch.Tensor, int]:
-    """Recursive rejection sampling down a tree (SpecInfer, Miao et al. 2023; EAGLE). p: (n, V) the
-    target's distribution at each node (temperature and top-p applied); q: (n, V) the distribution
-    each node's token was drawn from, or None when every node is a fixed candidate (a point mass:
-    top-k children, lookup tokens). Returns (path of node indices from the root, next token, host syncs).
-
-    At node c, with r = p_c, try c's valid children x_1, x_2, ... in order:
-        accept x_i with prob min(1, r(x_i) / q_i(x_i)); else r <- norm(max(r - q_i, 0))
-        (a point mass: accept with prob r(x_i); else r(x_i) <- 0 and renormalise).
-    The first accepted child becomes c and the walk goes on; when every child is rejected (or c
-    has none) the next token is drawn from r. For a chain with q this is speculative sampling
-    (Leviathan et al. 2023; Chen et al. 2023). The emitted tokens follow p exactly, whatever the tree:
-    each rejection removes from r exactly the mass the rejected candidate could have taken."""
-    children: dict[int, list[int]] = {}
-    for i in range(1, len(tokens)):
-        if valid[i]:
-            children.setdefault(parents[i], []).append(i)
-    node, path, syncs = 0, [0], 0
-    while True:
-        r = p[node]  # (V,)
-        for c in children.get(node, []):
-            x = tokens[c]
-            u = torch.rand((), generator=sampler.generator, device=p.device)
-            if q is None:  # a point mass at x
-                accept = u < r[x]
-                residual = r.index_fill(0, torch.tensor([x], device=p.device), 0.0)
-            else:  # x was drawn from q_c
-                accept = u * q[c, x] < r[x]  # u < r/q, without dividing by zero
-                residual = (r - q[c]).clamp_min(0.0)
-            syncs += 1
-            if accept.item():  # host sync, one per candidate tried: sampling runs eagerly
-                path.append(c)
-                node = c
-                break
-            total = residual.sum()
-            r = torch.where(total > 0, residual / total, r)  # r == q to rounding: nothing left to remove
-        else:
-            return path, sampler.draw(r).view(1), syncs
 
 
 # ------------------------------------------------------------------------------------ output
@@ -462,7 +292,7 @@ def generate(
     out = _Output(opts.max_new_tokens, model.eos_token_ids)
     steps = None if layout is None else _round_steps(model, adapter, method, layout, opts, sampler, cuda_graphs)
     graphs = _ar_graph(model, opts, cuda_graphs) if layout is None else None
-    _sync(model.device)
+    sync(model.device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         if steps is None:
@@ -471,28 +301,9 @@ def generate(
         else:
             trace = speculative(model, steps, prompt_ids, sampler, out, opts.max_draft)
             syncs = steps.syncs
-    _sync(model.device)
+    sync(model.device)
     seconds = time.perf_counter() - t0
     return _result(model, method, prompt_ids, out, trace, seconds, syncs)
-
-
-def method_layout(method: str, opts: DecodeOptions):
-    """The tree every round of `method` proposes (`tree.Layout`); None for `ar`."""
-    from .tree import plan
-
-    if method == "ar":
-        return None
-    if method == "kangaroo":  # the paper's chain: one adapter draft per level
-        return plan(opts.max_draft + 1, opts.max_draft, 1, 0, adapter=True)
-    if method == "pld":
-        return plan(opts.lookup_tokens + 1, 0, 1, opts.lookup_tokens, adapter=False)
-    lookup = opts.lookup_tokens if method == "kangaroo+lookup" else 0
-    if opts.node_budget < lookup + 2:
-        raise ValueError(
-            f"node_budget={opts.node_budget} leaves no room for the adapter's drafts: {method} needs "
-            f"node_budget >= {lookup + 2} (the root{', the lookup branch' if lookup else ''} and one draft)"
-        )
-    return plan(opts.node_budget, opts.max_draft, opts.top_k, lookup, adapter=True)
 
 
 def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_new_tokens: int, tree_size: int):
@@ -524,8 +335,6 @@ def _use_graphs(model: Model, opts: DecodeOptions, wanted) -> bool:
 
 def _ar_graph(model: Model, opts: DecodeOptions, wanted):
     """The captured AR step, when asked for (or by default on CUDA); None means eager."""
-    from .graphs import GraphOptions, ar_graph
-
     if not _use_graphs(model, opts, wanted):
         return None
     options = wanted if isinstance(wanted, GraphOptions) else GraphOptions()
@@ -537,9 +346,6 @@ def _round_steps(
     model: Model, adapter: Adapter | None, method: str, layout, opts: DecodeOptions, sampler: Sampler, wanted
 ):
     """RoundSteps for a method: captured (greedy on CUDA by default) or eager."""
-    from .graphs import GraphOptions, captured_round_steps
-    from .rounds import RoundSteps
-
     lookup = (opts.n_max, opts.lookup_tokens) if method in LOOKUP_METHODS else None
     host_exit = opts.early_exit == "host"
     if _use_graphs(model, opts, wanted):
@@ -552,11 +358,6 @@ def _round_steps(
     with torch.inference_mode():
         steps.reset(sampler, opts.threshold)
     return steps
-
-
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _result(

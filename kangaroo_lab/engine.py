@@ -46,6 +46,12 @@ def as_int(value) -> int | None:
         return None
 
 
+def sync(device: torch.device):
+    """Wait for the device's queued work (before reading a clock); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of a Llama-family decoder. `head_dim` defaults to dim // n_heads."""

@@ -27,7 +27,8 @@ import torch
 from .adapter import Adapter, load_adapter
 from .bench import CTAR_WINDOWS, TRACE_COLUMNS, draft_trace, environment
 from .questions import Question
-from .decoding import DEFAULTS, GenerationResult, Sampler, generate
+from .accept import Sampler
+from .decoding import DEFAULTS, GenerationResult, generate
 from .engine import cache_window
 from .models import Model
 from .plots import PRODUCERS

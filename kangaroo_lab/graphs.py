@@ -31,6 +31,7 @@ import torch
 
 from .adapter import Adapter
 from .models import Model
+from .rounds import RoundSteps
 from .tree import Layout
 
 
@@ -167,8 +168,6 @@ def captured_round_steps(
     """`rounds.RoundSteps` with every step captured (greedy), built once per (model, adapter,
     layout, lookup, early exit, rows, backend) and reused until a cache it was captured over is
     reallocated or the adapter is dropped (`_cached`). Device early exit: the whole round is one graph."""
-    from .rounds import RoundSteps
-
     rows = options.round_rows(layout.size)
     backend = options.backend(model.device)
 

@@ -26,7 +26,7 @@ A round, from the root (the newest committed token) at position `base`:
 2. **verify** (`verify(d)`): the shallow layers over the nodes that have no shallow state yet (the
    last level drafted), then the deep layers (>= l) over every node at once under the tree mask:
    one target distribution per node.
-3. **accept**: `decoding.greedy_accept` on the device (greedy), or `decoding.sample_accept` on the
+3. **accept**: `accept.greedy_accept` on the device (greedy), or `accept.sample_accept` on the
    host (sampling; not captured).
 4. **compact**: the accepted path's cache entries (every layer, and the adapter's) move to
    consecutive slots (`tree.compaction`); the root advances past the accepted tokens. Chains skip this.
@@ -50,8 +50,8 @@ from dataclasses import dataclass
 import torch
 
 from . import tree as T
+from .accept import greedy_accept
 from .adapter import Adapter
-from .decoding import greedy_accept
 from .engine import tree_window
 from .lookup import PromptLookup
 from .models import Model
@@ -425,7 +425,7 @@ def accept_and_commit(
     n_nodes,
     stores,
 ):
-    """`decoding.greedy_accept` over the first n nodes, then `commit_round`."""
+    """`accept.greedy_accept` over the first n nodes, then `commit_round`."""
     tree = T.Tree(tokens[:n], parents[:n], depths[:n], ancestors[:n, :n], valid[:n])
     acc = greedy_accept(tree, logits, max_depth)
     commit_round(

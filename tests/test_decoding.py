@@ -9,7 +9,7 @@ import torch
 from kangaroo_lab import decoding, generate, new_adapter
 from kangaroo_lab.questions import load_minibench
 from kangaroo_lab.templates import training_prompts
-from kangaroo_lab.decoding import Sampler, sample_accept
+from kangaroo_lab.accept import Sampler, sample_accept
 from kangaroo_lab.explore import exact_marginals
 from kangaroo_lab.graphs import GraphOptions
 from kangaroo_lab.models import load_model

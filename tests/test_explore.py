@@ -8,7 +8,7 @@ import torch
 
 from kangaroo_lab import explore, generate, new_adapter
 from kangaroo_lab.questions import Question
-from kangaroo_lab.decoding import Sampler
+from kangaroo_lab.accept import Sampler
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kangaroo_lab import generate, new_adapter
-from kangaroo_lab.decoding import greedy_accept
+from kangaroo_lab.accept import greedy_accept
 from kangaroo_lab.lookup import PromptLookup
 from kangaroo_lab.tree import Layout, Tree, ancestors_from_parents, compaction, plan
 
