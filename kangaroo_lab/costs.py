@@ -218,7 +218,7 @@ def round_parts(
     rows = (lambda n: 1 << (n - 1).bit_length()) if bucket else (lambda n: n)
     if not draft_model:  # prompt lookup: the whole model over the root and the lookup branch
         return {"draft": 0.0, "shallow": 0.0, "verify": costs("full", rows(layout.nodes(0)))}
-    widths = [1 + layout.lookup, *layout.levels]
+    widths = [1 + layout.branch, *layout.levels]
     return {
         "draft": sum(costs("draft", rows(widths[t])) for t in range(levels_drafted)),
         "shallow": costs("shallow", rows(widths[levels_drafted])),

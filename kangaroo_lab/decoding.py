@@ -36,7 +36,7 @@ import torch
 
 from .accept import Sampler, sample_accept
 from .adapter import Adapter, _check_fits
-from .engine import sync
+from .engine import cache_slots, sync
 from .graphs import GraphOptions, ar_graph, captured_round_steps
 from .rounds import RoundSteps
 from .models import Model
@@ -49,9 +49,12 @@ from .proposers import (  # noqa: F401 (the method table's names, public here to
     METHOD_DEFAULTS,
     METHODS,
     TREE_METHODS,
+    Drafter,
+    Method,
     method_layout,
     options_for,
 )
+from .proposers import method as method_row
 
 
 @dataclass
@@ -174,8 +177,8 @@ def speculative(model: Model, steps, prompt: list[int], sampler: Sampler, out: _
     `steps` (a `rounds.RoundSteps`, eager or captured) does the device work of a round."""
     engine, l = model.engine, steps.exit_layer
     h = engine.shallow(torch.tensor([prompt], device=model.device), 0, l)  # (1, n, D)
-    if steps.adapter is not None:
-        steps.adapter(h, 0)  # prefill the adapter's cache with the prompt's shallow states
+    if steps.drafter is not None:
+        steps.drafter(h, 0)  # prefill the drafter's cache with the prompt's shallow states
     token = sampler.next_token(engine.deep(h, 0, l)[:, -1])  # (1,): the target's first token
     token_id = token.item()
     trace: list[Round] = []
@@ -183,7 +186,7 @@ def speculative(model: Model, steps, prompt: list[int], sampler: Sampler, out: _
         return trace
     steps.start(prompt, token, token_id)
     while True:
-        steps.propose_lookup()  # host: the lookup branch from the committed tokens
+        steps.propose_branch()  # host: the branch (the lookup's) from the committed tokens
         budget = min(max_draft, out.remaining - 1)  # a host-decided chain never drafts past max_new_tokens
         if sampler.greedy:
             d = steps.device_round(budget)  # draft -> verify -> greedy_accept -> compact, on the device
@@ -191,26 +194,27 @@ def speculative(model: Model, steps, prompt: list[int], sampler: Sampler, out: _
             d = steps.draft(budget)
             sample_round(steps, d, sampler)  # verify -> sample_accept (host) -> compact
         r = steps.read()  # the round's one host read
-        trace.append(as_round(r, steps.layout, d))
+        trace.append(as_round(r, steps.layout, d, steps.sources()))
         if out.emit(r.emitted):
             return trace
 
 
 def sample_round(steps, d: int, sampler: Sampler):
     """Verify the tree of a round with d levels drafted, accept by `sample_accept`, commit."""
-    n, dev = steps.layout.nodes(d), steps.base.device
+    n, buf = steps.layout.nodes(d), steps.buf
     p = sampler.probs(steps.verify(d))  # (n, V)
-    host = torch.cat([steps.tokens[:n], steps.parents[:n], steps.valid[:n].long()]).tolist()  # host sync: the tree
+    host = torch.cat([buf.tokens[:n], buf.parents[:n], buf.valid[:n].long()]).tolist()  # host sync: the tree
     path, token, syncs = sample_accept(
         host[:n], host[n : 2 * n], [bool(v) for v in host[2 * n :]], p, steps.q[:n] if steps.sampled else None, sampler
     )
     steps.syncs += 1 + syncs
-    padded = torch.tensor(path + [0] * (steps.max_depth + 1 - len(path)), device=dev)
-    steps.commit(padded, torch.tensor([len(path) - 1], device=dev), token, d)
+    padded = torch.tensor(path + [0] * (steps.max_depth + 1 - len(path)), device=buf.base.device)
+    steps.commit(padded, torch.tensor([len(path) - 1], device=buf.base.device), token, d)
 
 
-def as_round(r, layout, draft_steps: int) -> Round:
-    """A round as read from the device (`rounds.RoundRead`) -> the trace's `Round` (valid nodes only)."""
+def as_round(r, layout, draft_steps: int, sources: tuple[str, str]) -> Round:
+    """A round as read from the device (`rounds.RoundRead`) -> the trace's `Round` (valid nodes only);
+    sources: the names of (branch nodes, level nodes)."""
     keep = [i for i in range(1, len(r.tokens)) if r.valid[i]]
     where = {node: j for j, node in enumerate(keep)}
     chain = layout.is_chain
@@ -221,7 +225,7 @@ def as_round(r, layout, draft_steps: int) -> Round:
         token=r.token,
         parents=None if chain else [where.get(r.parents[i], -1) for i in keep],
         path=None if chain else [where[i] for i in r.path[1:]],
-        sources=["lookup" if i <= layout.lookup else "adapter" for i in keep],
+        sources=[sources[0] if i <= layout.branch else sources[1] for i in keep],
         draft_steps=draft_steps,
     )
 
@@ -272,7 +276,8 @@ def generate(
         lookup_tokens=lookup_tokens,
         early_exit=early_exit,
     )
-    if method in ADAPTER_METHODS:
+    row = method_row(method)
+    if row.needs_adapter:
         if adapter is None:
             raise ValueError(
                 f"method={method!r} needs an adapter: load_adapter(model) or new_adapter(model, exit_layer)"
@@ -280,17 +285,18 @@ def generate(
         _check_fits(adapter.meta, model, strict=False)
     else:
         adapter = None
-    if method in TREE_METHODS and opts.node_budget > model.config.max_seq_len:
+    if row.tree and opts.node_budget > model.config.max_seq_len:
         raise ValueError(
             f"node_budget={opts.node_budget} is beyond the KV cache of this model's context "
             f"({model.config.max_seq_len} tokens); a round's tree must fit in it: lower node_budget"
         )
-    layout = method_layout(method, opts)
+    layout = row.layout(opts)
     prompt_ids = model.encode(prompt, chat=chat)
-    _setup_caches(model, adapter, len(prompt_ids), opts.max_new_tokens, layout.size if layout else 0)
+    check_context(model, len(prompt_ids), opts.max_new_tokens, layout.size if layout else 0)
+    reserve_caches(model, adapter, len(prompt_ids) + opts.max_new_tokens, layout.size if layout else 0)
     sampler = Sampler(opts.temperature, opts.top_p, opts.seed, model.device)
     out = _Output(opts.max_new_tokens, model.eos_token_ids)
-    steps = None if layout is None else _round_steps(model, adapter, method, layout, opts, sampler, cuda_graphs)
+    steps = None if layout is None else _round_steps(model, adapter, row, layout, opts, sampler, cuda_graphs)
     graphs = _ar_graph(model, opts, cuda_graphs) if layout is None else None
     sync(model.device)
     t0 = time.perf_counter()
@@ -306,7 +312,8 @@ def generate(
     return _result(model, method, prompt_ids, out, trace, seconds, syncs)
 
 
-def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_new_tokens: int, tree_size: int):
+def check_context(model: Model, prompt_len: int, max_new_tokens: int, tree_size: int):
+    """A clear error when the prompt and the new tokens, or a round's tree, do not fit the model's context."""
     need = prompt_len + max_new_tokens  # the last new token is never fed back: this is enough
     limit = model.config.max_seq_len
     if need > limit:
@@ -319,11 +326,16 @@ def _setup_caches(model: Model, adapter: Adapter | None, prompt_len: int, max_ne
             f"a round's tree of {tree_size} nodes (node_budget, lookup_tokens) is beyond the KV cache "
             f"of this model's context ({limit} tokens); lower node_budget or lookup_tokens"
         )
-    size = min(limit, -(-need // 256) * 256)  # round up, so that similar requests reuse the cache
-    scratch = -(-tree_size // 256) * 256  # slots for the round's tree past the last committed position
-    model.engine.setup_cache(size, scratch=scratch)  # kept when already large enough (see bench.reserve_cache)
-    if adapter is not None:
-        adapter.setup_cache(model.engine.cache_len)  # the same length: one set of captured shapes
+
+
+def reserve_caches(model: Model, drafter: Drafter | None, positions: int, tree_size: int):
+    """Caches for `positions` committed positions (rounded up to whole blocks, so that similar requests
+    reuse them; at most the context) plus scratch slots for a round's tree past them. A cache that is
+    already large enough is kept (a benchmark reserves the largest first: one set of captured graphs)."""
+    size = min(model.config.max_seq_len, cache_slots(positions))
+    model.engine.setup_cache(size, scratch=cache_slots(tree_size))
+    if drafter is not None:
+        drafter.setup_cache(model.engine.cache_len)  # the same length: one set of captured shapes
 
 
 def _use_graphs(model: Model, opts: DecodeOptions, wanted) -> bool:
@@ -343,20 +355,19 @@ def _ar_graph(model: Model, opts: DecodeOptions, wanted):
 
 
 def _round_steps(
-    model: Model, adapter: Adapter | None, method: str, layout, opts: DecodeOptions, sampler: Sampler, wanted
+    model: Model, drafter: Drafter | None, row: Method, layout, opts: DecodeOptions, sampler: Sampler, wanted
 ):
-    """RoundSteps for a method: captured (greedy on CUDA by default) or eager."""
-    lookup = (opts.n_max, opts.lookup_tokens) if method in LOOKUP_METHODS else None
+    """RoundSteps for a method's row of the table: captured (greedy on CUDA by default) or eager."""
     host_exit = opts.early_exit == "host"
     if _use_graphs(model, opts, wanted):
         options = wanted if isinstance(wanted, GraphOptions) else GraphOptions()
         with torch.inference_mode():
-            steps = captured_round_steps(model, adapter, layout, lookup, host_exit, options)
+            steps = captured_round_steps(model, drafter, layout, host_exit, options)
     else:
         sampled = not sampler.greedy and layout.adapter_chain  # the chain samples its drafts from q
-        steps = RoundSteps(model, adapter, layout, lookup=lookup, host_exit=host_exit, sampled=sampled)
+        steps = RoundSteps(model, drafter, layout, host_exit=host_exit, sampled=sampled)
     with torch.inference_mode():
-        steps.reset(sampler, opts.threshold)
+        steps.reset(sampler, opts.threshold, row.branch_proposer(opts))
     return steps
 
 

@@ -46,6 +46,14 @@ def as_int(value) -> int | None:
         return None
 
 
+CACHE_BLOCK = 256  # caches are allocated in blocks of this many slots, so that similar requests reuse them
+
+
+def cache_slots(n: int) -> int:
+    """n slots rounded up to whole cache blocks."""
+    return -(-n // CACHE_BLOCK) * CACHE_BLOCK
+
+
 def sync(device: torch.device):
     """Wait for the device's queued work (before reading a clock); nothing to wait for on a CPU."""
     if device.type == "cuda":
@@ -462,6 +470,11 @@ class Transformer(nn.Module):
         self.rotary.build(max_len, p.dtype, p.device)
         self.positions = torch.arange(max_len, device=p.device)
         self.cache_len = max_len
+
+    def compact(self, src: torch.Tensor, dst: torch.Tensor):
+        """Copy cache slots `src` (T,) to `dst` (T,) in every layer (`KVStore.compact`): after a tree
+        round, the accepted path's entries move to consecutive slots (`tree.compaction`)."""
+        self.kv.compact(src, dst)
 
     def _window(self, start, length: int):
         return cache_window(self.positions, self.rotary, self.cache_len, start, length)

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .adapter import Adapter
 from .models import Model
+from .proposers import Drafter
 from .rounds import RoundSteps
 from .tree import Layout
 
@@ -159,23 +159,21 @@ def ar_graph(model: Model, rows: int | None, options: GraphOptions = GraphOption
 
 def captured_round_steps(
     model: Model,
-    adapter: Adapter | None,
+    drafter: Drafter | None,
     layout: Layout,
-    lookup,
     host_exit: bool,
     options: GraphOptions = GraphOptions(),
 ):
-    """`rounds.RoundSteps` with every step captured (greedy), built once per (model, adapter,
-    layout, lookup, early exit, rows, backend) and reused until a cache it was captured over is
-    reallocated or the adapter is dropped (`_cached`). Device early exit: the whole round is one graph."""
+    """`rounds.RoundSteps` with every step captured (greedy), built once per (model, drafter,
+    layout, early exit, rows, backend) and reused until a cache it was captured over is
+    reallocated or the drafter is dropped (`_cached`). Device early exit: the whole round is one graph.
+    The branch's proposer is host work, given to `reset` per generation: not part of the graphs."""
     rows = options.round_rows(layout.size)
     backend = options.backend(model.device)
 
     def build(backend):
         call = compiled_call(backend) if backend else None
-        steps = RoundSteps(
-            model, adapter, layout, lookup=lookup, host_exit=host_exit, rows=rows, call=call, backend=backend
-        )
+        steps = RoundSteps(model, drafter, layout, host_exit=host_exit, rows=rows, call=call, backend=backend)
         pool = torch.cuda.graph_pool_handle() if model.device.type == "cuda" else None
         with torch.inference_mode():
             if host_exit:
@@ -186,25 +184,25 @@ def captured_round_steps(
                 steps.whole = capture(model, lambda: [f() for f in [*levels, finish]], call, pool)
         return steps
 
-    key = ("round", adapter and adapter.exit_layer, layout, lookup, host_exit, rows, backend)
-    return _cached(model, adapter, key, build, backend)
+    key = ("round", drafter and drafter.exit_layer, layout, host_exit, rows, backend)
+    return _cached(model, drafter, key, build, backend)
 
 
-def _cached(model: Model, adapter: Adapter | None, key, build, backend):
+def _cached(model: Model, drafter: Drafter | None, key, build, backend):
     """Captured steps, built once and kept until a cache they were captured over is reallocated.
 
-    Steps that use an adapter are kept on the adapter (keyed by the engine), so that they go when it
+    Steps that use a drafter (an adapter) are kept on it (keyed by the engine), so that they go when it
     goes: a process that loads adapters one after another does not keep every one alive (with its
-    captured graphs and buffers). The steps reference the adapter and the model, so while an entry
+    captured graphs and buffers). The steps reference the drafter and the model, so while an entry
     lives the ids in its key are unique. The AR steps are kept on the engine."""
-    owner = adapter if adapter is not None else model.engine
+    owner = drafter if drafter is not None else model.engine
     cache = owner.__dict__.setdefault("_graphs", {})
     key = (id(model.engine), *key)
     for k, (_, a, versions) in list(cache.items()):
         if k[0] == key[0] and versions != _cache_versions(model, a):
             del cache[k]  # captured over caches that have since been reallocated
     if key not in cache:
-        cache[key] = (_build(build, backend), adapter, _cache_versions(model, adapter))
+        cache[key] = (_build(build, backend), drafter, _cache_versions(model, drafter))
     return cache[key][0]
 
 
@@ -226,6 +224,6 @@ def _build(build, backend):
         return build(None)
 
 
-def _cache_versions(model: Model, adapter: Adapter | None) -> tuple[int, int]:
+def _cache_versions(model: Model, drafter: Drafter | None) -> tuple[int, int]:
     """Each cache allocation gets a new version (`setup_cache`): graphs captured over an older one are stale."""
-    return model.engine.cache_version, adapter.cache_version if adapter is not None else 0
+    return model.engine.cache_version, drafter.cache_version if drafter is not None else 0

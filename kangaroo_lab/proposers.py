@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
+
+import torch
 
 from .lookup import PromptLookup
 from .options import DEFAULTS, DecodeOptions
@@ -45,6 +48,23 @@ class LookupBranch:
     def propose(self) -> list[int]:
         """At most `length` tokens to verify below the root ([] without a match)."""
         return self.index.propose()[0][: self.length]
+
+
+class Drafter(Protocol):
+    """What drafts a round's levels on the device (the Kangaroo adapter, `adapter.Adapter`; heads would
+    be another). From the shallow states h (B, T, D) at layer `exit_layer` of a level's nodes it returns
+    hidden states (B, T, D) for the target's LM head, writing its own cache for every node it sees
+    (`start`: a position, or a tree window); `write_kv` writes that cache alone (verification: the
+    last level's nodes); `compact` moves cache slots after a tree round; `cache_version` changes
+    whenever `setup_cache` reallocates (captured graphs over the old cache are stale)."""
+
+    exit_layer: int
+    cache_version: int
+
+    def __call__(self, h: torch.Tensor, start) -> torch.Tensor: ...
+    def write_kv(self, h: torch.Tensor, start) -> None: ...
+    def setup_cache(self, max_len: int) -> None: ...
+    def compact(self, src: torch.Tensor, dst: torch.Tensor) -> None: ...
 
 
 BRANCHES = {"lookup": LookupBranch}  # branch proposer name -> class (built from the options)
@@ -87,13 +107,13 @@ class Method:
         branch = opts.lookup_tokens if self.branch else 0
         if not self.tree:  # a chain: the branch, or max_draft adapter drafts one below the other
             depth = opts.max_draft if self.levels else 0
-            return plan(branch + depth + 1, depth, 1, branch, adapter=self.levels)
+            return plan(branch + depth + 1, depth, 1, branch, drafted=self.levels)
         if opts.node_budget < branch + 2:
             raise ValueError(
                 f"node_budget={opts.node_budget} leaves no room for the adapter's drafts: {self.name} needs "
                 f"node_budget >= {branch + 2} (the root{', the lookup branch' if branch else ''} and one draft)"
             )
-        return plan(opts.node_budget, opts.max_draft, opts.top_k, branch, adapter=True)
+        return plan(opts.node_budget, opts.max_draft, opts.top_k, branch, drafted=True)
 
     def branch_proposer(self, opts: DecodeOptions):
         """A fresh branch proposer for one generation, or None."""

@@ -5,11 +5,12 @@ newest committed token, not yet run through the model. The other nodes are candi
 tokens after it; a chain (the paper's Kangaroo, prompt lookup) is a tree with one branch.
 
     node:     0      1    2    3   |  4    5    6    7   |  8    9   10   11
-              root | lookup branch | adapter level 1     | adapter level 2  ...
+              root | branch        | level 1             | level 2  ...
     depth:    0      1    2    3      1    1    1    1      2    2    2    2
 
-Every node has a fixed index for the whole generation (`Layout`): the root, then the lookup
-branch (a chain below the root), then the adapter's levels, `levels[t]` nodes at depth t + 1.
+Every node has a fixed index for the whole generation (`Layout`): the root, then the branch (a
+chain below the root, proposed on the host: the lookup branch), then the drafted levels (the
+adapter's), `levels[t]` nodes at depth t + 1 (`proposers.py` says who fills which part).
 Node i is written to cache slot `root position + i` and rotated as position `root position +
 depth(i)`; it attends to the committed cache and to its ancestors (`ancestors[i]`, itself
 included). After verification the accepted path (root, then one node per depth) moves to
@@ -28,70 +29,75 @@ import torch
 
 @dataclass(frozen=True)
 class Layout:
-    """Static shape of every round's tree: `lookup` nodes in a chain below the root, then
-    `levels[t]` adapter nodes at depth t + 1, each level grown from the one above by `top_k`
-    children per node (level 1 from the root)."""
+    """Static shape of every round's tree: `branch` nodes in a chain below the root (a host
+    proposer's: the lookup branch), then `levels[t]` drafted nodes at depth t + 1, each level grown
+    from the one above by `top_k` children per node (level 1 from the root)."""
 
-    lookup: int = 0
+    branch: int = 0
     levels: tuple[int, ...] = ()
     top_k: int = 1
 
     @property
     def size(self) -> int:
         """P: nodes in the tree, root included (the rows of a full verification)."""
-        return 1 + self.lookup + sum(self.levels)
+        return 1 + self.branch + sum(self.levels)
 
     @property
     def depth(self) -> int:
         """The deepest node's depth: the most drafts a round can accept."""
-        return max(self.lookup, len(self.levels))
+        return max(self.branch, len(self.levels))
 
     @property
     def adapter_chain(self) -> bool:
-        """The paper's chain: one adapter draft per level and no lookup (its eta tests each draft)."""
-        return self.lookup == 0 and bool(self.levels) and all(w == 1 for w in self.levels)
+        """The paper's chain: one draft per level and no branch (its eta tests each draft)."""
+        return self.branch == 0 and bool(self.levels) and all(w == 1 for w in self.levels)
 
     @property
     def is_chain(self) -> bool:
         """One branch only: every path already lies at consecutive slots, nothing to compact."""
-        return (self.lookup == 0 and all(w == 1 for w in self.levels)) or not self.levels
+        return (self.branch == 0 and all(w == 1 for w in self.levels)) or not self.levels
 
     def block(self, level: int) -> range:
-        """Node indices of adapter level `level` (1-based); level 0 is the root and the lookup branch."""
+        """Node indices of level `level` (1-based); level 0 is the root and the branch."""
         if level == 0:
-            return range(0, 1 + self.lookup)
-        start = 1 + self.lookup + sum(self.levels[: level - 1])
+            return range(0, 1 + self.branch)
+        start = 1 + self.branch + sum(self.levels[: level - 1])
         return range(start, start + self.levels[level - 1])
 
     def nodes(self, levels_drafted: int) -> int:
-        """Nodes verified when `levels_drafted` adapter levels exist."""
-        return 1 + self.lookup + sum(self.levels[:levels_drafted])
+        """Nodes verified when `levels_drafted` levels exist."""
+        return 1 + self.branch + sum(self.levels[:levels_drafted])
 
     def depths(self) -> list[int]:
-        return [0] + list(range(1, self.lookup + 1)) + [t + 1 for t, w in enumerate(self.levels) for _ in range(w)]
+        return [0] + list(range(1, self.branch + 1)) + [t + 1 for t, w in enumerate(self.levels) for _ in range(w)]
 
     def static_parents(self) -> list[int]:
-        """Parents known before the round: the lookup chain and adapter level 1 (children of the
-        root); deeper adapter nodes get theirs while the tree grows (-1 until then)."""
-        parents = [-1] + list(range(self.lookup))  # lookup node i hangs below node i - 1 (node 0: the root)
+        """Parents known before the round: the branch and level 1 (children of the root); deeper
+        nodes get theirs while the tree grows (-1 until then)."""
+        parents = [-1] + list(range(self.branch))  # branch node i hangs below node i - 1 (node 0: the root)
         for t, w in enumerate(self.levels):
             parents += [0 if t == 0 else -1] * w
         return parents
 
 
-def plan(node_budget: int, max_depth: int, top_k: int, lookup_tokens: int, adapter: bool) -> Layout:
-    """The layout of at most `node_budget` nodes (root included): first the lookup branch (when
-    `lookup_tokens` > 0), then up to `max_depth` adapter levels (when `adapter`), of equal width
-    where the budget allows, a level never wider than `top_k` times the one above."""
-    lookup = min(lookup_tokens, node_budget - 1)
-    room = node_budget - 1 - lookup
-    depth = min(max_depth, room) if adapter else 0
+def plan(node_budget: int, max_depth: int, top_k: int, branch: int, drafted: bool) -> Layout:
+    """The layout of at most `node_budget` nodes (root included): first the branch (`branch` nodes,
+    when > 0), then up to `max_depth` drafted levels (when `drafted`), of equal width where the
+    budget allows, a level never wider than `top_k` times the one above."""
+    branch = min(branch, node_budget - 1)
+    room = node_budget - 1 - branch
+    depth = min(max_depth, room) if drafted else 0
     width = room // depth if depth else 0
     levels, above = [], 1
     for _ in range(depth):
         above = min(width, above * top_k)
         levels.append(above)
-    return Layout(lookup, tuple(levels), top_k)
+    return Layout(branch, tuple(levels), top_k)
+
+
+def pow2(n: int) -> int:
+    """The power of two at or above n (n >= 1): the row buckets of compiled steps (1, 2, 4, ...)."""
+    return 1 << (n - 1).bit_length()
 
 
 def ancestors_from_parents(parents: list[int]) -> torch.Tensor:

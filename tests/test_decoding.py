@@ -172,46 +172,18 @@ def test_a_draft_exactly_at_eta_does_not_stop_the_round(tiny):
 def test_device_early_exit_keeps_a_level_exactly_at_eta():
     """The same boundary on the device (trees, `early_exit="device"`): a level whose best cumulative
     log-probability equals log(eta) stays valid; one float below it ends the tree."""
-    from kangaroo_lab.rounds import set_nodes
+    from kangaroo_lab.rounds import RoundBuffers, set_nodes
+    from kangaroo_lab.tree import Layout
 
-    P = 3
-    tokens, parents, cum = torch.zeros(P, dtype=torch.long), torch.zeros(P, dtype=torch.long), torch.zeros(P)
-    prob, ancestors, eye = torch.zeros(P), torch.zeros(P, P, dtype=torch.bool), torch.eye(P, dtype=torch.bool)
-    valid, alive = torch.tensor([True, False, False]), torch.ones(1, dtype=torch.bool)
-    log_eta = torch.full((1,), math.log(0.4))
-    set_nodes(
-        torch.tensor([1]),
-        torch.tensor([7]),
-        torch.tensor([0]),
-        log_eta.clone(),
-        log_eta.exp(),
-        tokens,
-        parents,
-        cum,
-        prob,
-        ancestors,
-        eye,
-        valid,
-        alive,
-        log_eta,
-    )
-    assert cum[1] == log_eta[0] and bool(alive) and bool(valid[1])  # exactly at eta: the tree goes on
-    set_nodes(
-        torch.tensor([2]),
-        torch.tensor([8]),
-        torch.tensor([0]),
-        torch.nextafter(log_eta, log_eta - 1),
-        log_eta.exp(),
-        tokens,
-        parents,
-        cum,
-        prob,
-        ancestors,
-        eye,
-        valid,
-        alive,
-        log_eta,
-    )
+    buf = RoundBuffers.new(Layout(0, (1, 1), 1), torch.device("cpu"), caches=[])  # the root and two levels
+    buf.valid[0] = True
+    buf.log_eta.fill_(math.log(0.4))
+    log_eta = buf.log_eta
+    set_nodes(buf, torch.tensor([1]), torch.tensor([7]), torch.tensor([0]), log_eta.clone(), log_eta.exp())
+    assert buf.cum[1] == log_eta[0] and bool(buf.alive) and bool(buf.valid[1])  # exactly at eta: the tree goes on
+    below = torch.nextafter(log_eta, log_eta - 1)
+    set_nodes(buf, torch.tensor([2]), torch.tensor([8]), torch.tensor([0]), below, log_eta.exp())
+    valid, alive = buf.valid, buf.alive
     assert bool(valid[2]) and not bool(alive)  # drafted while alive, but below eta: the levels after it are masked
 
 
@@ -389,10 +361,9 @@ def positions_not_rewound(monkeypatch):
 
     commit = rounds.commit_round
 
-    def not_rewound(*args):
-        commit(*args)
-        n, n_acc, base = args[3], args[1], args[12]
-        base.add_(n - 1 - n_acc)
+    def not_rewound(buf, path, n_acc, token, n, *rest):
+        commit(buf, path, n_acc, token, n, *rest)
+        buf.base.add_(n - 1 - n_acc)
 
     monkeypatch.setattr(rounds, "commit_round", not_rewound)
 
@@ -527,11 +498,11 @@ def drop_last_level_adapter_write(monkeypatch):
     verify = RoundSteps.verify
 
     def without_adapter_write(self, d):
-        adapter, self.adapter = self.adapter, None  # verify writes the adapter's cache only with an adapter
+        drafter, self.drafter = self.drafter, None  # verify writes the drafter's cache only with a drafter
         try:
             return verify(self, d)
         finally:
-            self.adapter = adapter
+            self.drafter = drafter
 
     monkeypatch.setattr(RoundSteps, "verify", without_adapter_write)
 

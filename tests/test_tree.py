@@ -14,15 +14,15 @@ TOL = 1e-5
 
 # ------------------------------------------------------------------------------------ layout
 def test_plan_fills_the_budget_level_by_level():
-    assert plan(7, 6, 1, 0, adapter=True) == Layout(0, (1,) * 6, 1)  # the paper's chain: gamma = 6
-    assert plan(9, 0, 1, 8, adapter=False) == Layout(8, (), 1)  # prompt lookup: the root + 8 tokens
-    tree = plan(32, 4, 4, 0, adapter=True)
+    assert plan(7, 6, 1, 0, drafted=True) == Layout(0, (1,) * 6, 1)  # the paper's chain: gamma = 6
+    assert plan(9, 0, 1, 8, drafted=False) == Layout(8, (), 1)  # prompt lookup: the root + 8 tokens
+    tree = plan(32, 4, 4, 0, drafted=True)
     assert tree.levels == (4, 7, 7, 7) and tree.size == 26  # 31 // 4 = 7 per level; level 1: the root's 4 children
-    assert plan(32, 4, 2, 0, adapter=True).levels == (2, 4, 7, 7)  # at most top_k times the level above
-    hybrid = plan(16, 3, 4, 8, adapter=True)
+    assert plan(32, 4, 2, 0, drafted=True).levels == (2, 4, 7, 7)  # at most top_k times the level above
+    hybrid = plan(16, 3, 4, 8, drafted=True)
     assert hybrid == Layout(8, (2, 2, 2), 4) and hybrid.size == 15
-    assert plan(3, 6, 4, 0, adapter=True).levels == (1, 1)  # a tight budget caps the depth
-    for layout in (tree, hybrid, plan(64, 6, 8, 16, adapter=True)):
+    assert plan(3, 6, 4, 0, drafted=True).levels == (1, 1)  # a tight budget caps the depth
+    for layout in (tree, hybrid, plan(64, 6, 8, 16, drafted=True)):
         assert layout.size <= 64 and len(layout.depths()) == len(layout.static_parents()) == layout.size
         assert [layout.depths()[i] for i in layout.block(1)] == [1] * layout.levels[0]
 
