@@ -25,6 +25,7 @@ the same way: the outputs match bit for bit. The price is R-row steps where 1 ro
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -213,8 +214,6 @@ def _build(build, backend):
     except Exception as e:  # compilation happens in the warm-up call, before any graph is recorded
         if backend is None:
             raise
-        import warnings
-
         warnings.warn(
             f"torch.compile ({backend}) failed, so the captured steps run uncompiled (about half "
             f"the speed): {type(e).__name__}: {str(e)[:200]}. GraphOptions(compile=False) "
