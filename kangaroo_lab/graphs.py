@@ -32,7 +32,7 @@ import torch
 
 from .models import Model
 from .proposers import Drafter
-from .rounds import RoundSteps
+from .rounds import RoundSteps, compiled
 from .tree import Layout
 
 
@@ -96,20 +96,15 @@ class GraphOptions:
 
 def compiled_call(backend: str = "inductor"):
     """`torch.compile`d `module(*args)`: one compiled function serves every layer of the same shapes."""
-    if backend not in _COMPILED:
-        cfg = torch._dynamo.config
-        for limit in ("recompile_limit", "cache_size_limit"):  # one entry per (module type, row count)
-            if hasattr(cfg, limit):
-                setattr(cfg, limit, max(getattr(cfg, limit), 256))
-        _COMPILED[backend] = torch.compile(_call, backend=backend, fullgraph=True, dynamic=False)
-    return _COMPILED[backend]
+    cfg = torch._dynamo.config
+    for limit in ("recompile_limit", "cache_size_limit"):  # one entry per (module type, row count)
+        if hasattr(cfg, limit):
+            setattr(cfg, limit, max(getattr(cfg, limit), 256))
+    return compiled(_call, backend)
 
 
 def _call(module, *args):
     return module(*args)
-
-
-_COMPILED: dict = {}
 
 
 class ARGraph:

@@ -342,20 +342,20 @@ class RoundSteps:
 
 # ---------------------------------------------------------------------------------- the glue, fusable
 def fuser(backend: str | None):
-    """fn -> fn compiled with `backend` (one compiled version per function and shapes), or fn itself."""
-    if backend is None:
-        return lambda fn: fn
-
-    def fuse(fn):
-        key = (fn, backend)
-        if key not in _FUSED:
-            _FUSED[key] = torch.compile(fn, backend=backend, fullgraph=True, dynamic=False)
-        return _FUSED[key]
-
-    return fuse
+    """fn -> fn compiled with `backend` (`compiled`), or fn itself when backend is None."""
+    return (lambda fn: fn) if backend is None else (lambda fn: compiled(fn, backend))
 
 
-_FUSED: dict = {}
+def compiled(fn, backend: str):
+    """`torch.compile(fn)` (whole graph, static shapes), made once per (fn, backend) in this process and
+    shared by every caller: the one compile cache (the round's glue here, the layer calls in graphs.py)."""
+    key = (fn, backend)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(fn, backend=backend, fullgraph=True, dynamic=False)
+    return _COMPILED[key]
+
+
+_COMPILED: dict = {}
 
 
 def node_window(all_slots, cos, sin, base, nodes, depths, ancestors):
