@@ -1,4 +1,4 @@
-"""plots.py: every figure from small synthetic frames in the stored files' schemas, the data-prep
+"""kangaroo_lab.plots: every figure from small synthetic frames in the stored files' schemas, the data-prep
 helpers against hand-computed values, `build_figures` and `kangaroo-lab figures`. CPU, seconds."""
 
 import matplotlib
@@ -11,6 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from kangaroo_lab import plots
+from kangaroo_lab.plots import speed, style, trees
 from kangaroo_lab.cli import main
 from kangaroo_lab.decoding import Round
 
@@ -696,7 +697,7 @@ def test_projection_bars_per_method_and_category():
 
 def test_tree_layout_by_hand():
     # drafts 0, 1 below the root; 2, 3 below 0; the target's token below 0, first among its siblings
-    depth, row = plots._tree_layout([-1, -1, 0, 0], target_parent=0)
+    depth, row = trees._tree_layout([-1, -1, 0, 0], target_parent=0)
     np.testing.assert_array_equal(depth, [1, 1, 2, 2, 2, 0])  # drafts 0..3, the target, the root
     np.testing.assert_array_equal(row, [1, 3, 1, 2, 0, 2])  # leaves: target 0, draft 2 at 1, 3 at 2, 1 at 3
 
@@ -805,10 +806,10 @@ def test_notebook_figures():
 
 def test_notebook_figure_fixes():
     """Issue 11: tokens without a glyph are escaped, the tied LM head is counted once, no point is clipped."""
-    assert plots._token_label("\u2405a") == "\\x05a"  # a control picture (no glyph in DejaVu Sans)
-    assert plots._token_label("\u4e2d") in ("\u4e2d", "\\u4e2d")  # drawn if the font has it, else escaped
+    assert style.token_label("\u2405a") == "\\x05a"  # a control picture (no glyph in DejaVu Sans)
+    assert style.token_label("\u4e2d") in ("\u4e2d", "\\u4e2d")  # drawn if the font has it, else escaped
     assert all(
-        plots._drawable(c) or c not in label for label in (plots._token_label("\u2417\u240e\u00e9"),) for c in label
+        style._drawable(c) or c not in label for label in (style.token_label("\u2417\u240e\u00e9"),) for c in label
     )
     dist = pd.DataFrame(
         {"token": ["\u2405", "b"], "token_id": [5, 98], "target_p": [0.6, 0.4], "empirical_p": [0.6, 0.4], "n": 100}
@@ -846,7 +847,7 @@ def test_notebook_figure_fixes():
         heights = sorted(t.xyann[1] for t in ax.texts if t.get_text().endswith("×"))
         assert len(heights) == 4 and min(np.diff(heights)) >= 0.05 * top - 1e-9  # end labels never overlap
     close(fig)
-    assert plots._spread([0.07, 0.08, 1.0], 0.05) == pytest.approx([0.07, 0.12, 1.0])
+    assert speed._spread([0.07, 0.08, 1.0], 0.05) == pytest.approx([0.07, 0.12, 1.0])
 
 
 # ------------------------------------------------------------------------------------ build + CLI
