@@ -36,11 +36,6 @@ def test_tables_import_neither_matplotlib_nor_a_drawing_module():
     assert not any(name.startswith(".") and not name.startswith("..") for name in imports), imports  # no .style
 
 
-def test_every_module_of_the_package_stays_short():
-    sizes = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
-    assert len(sizes) >= 7 and max(sizes.values()) <= 600, sizes
-
-
 def test_method_labels_colours_and_order_come_from_the_method_table():
     assert plots.METHOD_ORDER == tuple(METHOD_TABLE)
     for name, row in METHOD_TABLE.items():
