@@ -32,17 +32,7 @@ from .decoding import DEFAULTS, GenerationResult, generate
 from .engine import cache_window
 from .models import Model
 from .plots import PRODUCERS
-
-CONTROL_PICTURES = {c: 0x2400 + c for c in range(32)}  # control characters as visible symbols (␅, ␛, ...)
-
-
-def token_text(model: Model, token_id: int) -> str:
-    """One token as readable text: line breaks as ⏎, tabs as ⇥, an empty piece as ∅; a token that is
-    only part of a character (a byte of UTF-8) as the tokenizer's own name for it."""
-    text = model.decode([token_id], skip_special_tokens=False)
-    if "\ufffd" in text:
-        text = model.tokenizer.convert_ids_to_tokens(token_id)
-    return text.replace("\n", "⏎").replace("\t", "⇥").translate(CONTROL_PICTURES) or "∅"
+from .render import token_text  # one token as readable text (explore.token_text before render.py)
 
 
 def _progress(items, show: bool, what: str, unit: str, total: int | None = None):

@@ -11,6 +11,7 @@ classes (`kangaroo-eta`, `kangaroo-status`, ...) that the browser test (tests/te
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from . import explore, plots
 from .adapter import META_FILE, Adapter, load_adapter, shipped_adapter_dir
 from .decoding import DEFAULTS, GenerationResult
 from .models import Model
+from .render import DRAFT_LABELS, segments
 
 ACCEPTED_STYLE = "background:#c8e6c9;border-radius:3px"  # green
 LOOKUP_STYLE = "background:#fdd0a2;border-radius:3px"  # orange, as in plots: a lookup token the target accepted
@@ -37,10 +39,9 @@ def _span(kind: str, text: str, title: str = "") -> str:
 
 
 def legend_html() -> str:
+    drafts = " ".join(_span(kind, label) for kind, label in DRAFT_LABELS.items())
     return (
-        f'<div style="font-size:12px;margin-bottom:4px">{_span("accepted", "accepted draft")} '
-        f"{_span('lookup', 'accepted lookup token')} "
-        f"{_span('rejected', 'rejected draft')} {_span('target', 'token of the target model')} "
+        f'<div style="font-size:12px;margin-bottom:4px">{drafts} {_span("target", "token of the target model")} '
         "(its correction after a rejection, or its bonus token after a fully accepted round)</div>"
     )
 
@@ -50,9 +51,7 @@ def token_stream_html(model: Model, result: GenerationResult, legend: bool = Tru
 
     A rejected draft is shown struck through where it was proposed, just before the target's
     token that replaced it. Without a trace (method "ar") every token is the target's own."""
-    # the terminal's colouring (`kangaroo-lab generate`) cuts the text the same way; here it becomes HTML
-    from .cli import segments
-
+    # the terminal's colouring (`kangaroo-lab generate`) cuts the text the same way (`render.segments`)
     parts = [_span(kind, text) for kind, text in segments(result, model.decode) if text]
     body = f'<div style="{BOX_STYLE}">{"".join(parts)}</div>'
     return (legend_html() if legend else "") + body
@@ -69,8 +68,6 @@ def figure_png(fig) -> bytes:
 
 
 def _png_html(png: bytes, alt: str) -> str:
-    import base64
-
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
 
 
