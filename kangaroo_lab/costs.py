@@ -26,17 +26,21 @@ interpolated linearly.
 from __future__ import annotations
 
 import bisect
-import statistics
-import time
+import csv
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 
 from .adapter import Adapter, new_adapter
+from .bench import engine_method, rounds_from_answers, write_csv
+from .decoding import DecodeOptions, method_layout
 from .engine import ModelConfig, Transformer
 from .graphs import GraphOptions, capture, compiled_call
+from .metrics import environment, median_ms, warn
 from .models import Model, tiny_tokenizer
+from .proposers import BASELINE, DEFAULT_METHOD, METHOD_TABLE
 from .tree import Layout
 
 # Shapes of real models, to time our engine on random weights of that size.
@@ -130,9 +134,7 @@ def step_times(
     On CUDA each step is captured as a graph (layers compiled as in decoding) and every replay is
     timed with CUDA events; elsewhere the same steps run eagerly under perf_counter (useful for
     tests, not as numbers)."""
-    from tqdm.auto import tqdm
-
-    from .bench import environment
+    from tqdm.auto import tqdm  # heavy: loads only when steps are timed
 
     rows = sorted(set(rows))
     size = -(-(context + max(rows) + 1) // 256) * 256
@@ -152,28 +154,11 @@ def step_times(
                         "shape": shape or model.name,
                         "step": name,
                         "tokens": R,
-                        "ms": _median_ms(step, reps, model.device),
+                        "ms": median_ms(step, model.device, reps),
                         **env,
                     }
                 )
     return out
-
-
-def _median_ms(step, reps: int, device: torch.device) -> float:
-    times = []
-    for _ in range(reps + 3):  # the first 3 are warm-up
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times[3:])
 
 
 class StepCosts:
@@ -227,7 +212,11 @@ def round_parts(
 
 
 def project(
-    steps: Sequence[dict], rounds: Iterable[tuple[str, int, int]], layout: Layout, source: str, method: str = "kangaroo"
+    steps: Sequence[dict],
+    rounds: Iterable[tuple[str, int, int]],
+    layout: Layout,
+    source: str,
+    method: str = DEFAULT_METHOD,
 ) -> list[dict]:
     """Projected tokens/s of AR and of `method` from step times and recorded rounds.
 
@@ -246,7 +235,7 @@ def project(
     rows = []
     for category in [c for c in by_category if c != "overall"] + ["overall"]:
         rs = by_category[category]
-        ms = sum(round_ms(costs, layout, d, method != "pld") for d, _ in rs)
+        ms = sum(round_ms(costs, layout, d, METHOD_TABLE[method].needs_adapter) for d, _ in rs)
         tokens = sum(n for _, n in rs)
         ar_tps, tps = 1e3 / full, 1e3 * tokens / ms
         rows.append(
@@ -286,8 +275,6 @@ def measure(
 
     Shapes need a GPU (a Vicuna-7B shape is ~13.5 GB of fp16 weights): off CUDA they are skipped
     and no projection is written."""
-    from .bench import _warn, write_csv
-
     out = Path(out)
     for owner in (model.engine, adapter):  # graphs captured over the run's caches; step_times sets its own
         if owner is not None:
@@ -296,7 +283,7 @@ def measure(
     steps = step_times(model, adapter, rows, options, progress=progress)
     projection = []
     if model.device.type != "cuda":
-        _warn(f"skipping the step times of {list(shapes)}: random weights of that size need a GPU")
+        warn(f"skipping the step times of {list(shapes)}: random weights of that size need a GPU")
         shapes = ()
     for i, shape in enumerate(shapes):
         big = shaped_model(shape, model.device)
@@ -324,12 +311,6 @@ def project_stored(bench_dir, shape: str = "vicuna-7b-shaped (random weights)", 
     """The projection from stored files alone (no GPU): the step times of `shape` in
     bench_dir/step_times.csv and the rounds of every speculative method in bench_dir/answers/, with
     the trees of bench_dir/run.json -> bench_dir/projection_7b.csv."""
-    import csv
-    import json
-
-    from .bench import rounds_from_answers, write_csv
-    from .decoding import DecodeOptions, method_layout
-
     bench_dir = Path(bench_dir)
     with open(bench_dir / "step_times.csv", encoding="utf-8") as f:
         steps = [
@@ -341,10 +322,9 @@ def project_stored(bench_dir, shape: str = "vicuna-7b-shaped (random weights)", 
     rows = []
     for method, options in run["options"].items():
         answers = bench_dir / "answers" / f"{method}.jsonl"
-        if method == "ar" or not answers.is_file():
+        if method == BASELINE or not answers.is_file():
             continue
-        engine_method = "kangaroo" if method == "kangaroo-noadapter" else method
-        layout = method_layout(engine_method, DecodeOptions(**options))
+        layout = method_layout(engine_method(method), DecodeOptions(**options))
         rows += project(
             steps,
             rounds_from_answers(answers),
@@ -352,7 +332,7 @@ def project_stored(bench_dir, shape: str = "vicuna-7b-shaped (random weights)", 
             source
             or f"rounds: {bench_dir / 'answers'} ({run['model']}, {run['device']}); step times: "
             f"{shape} in {bench_dir / 'step_times.csv'}",
-            engine_method if method != "kangaroo-noadapter" else method,
+            method,
         )
     return write_csv(bench_dir / "projection_7b.csv", rows, PROJECTION_COLUMNS)
 
@@ -380,12 +360,6 @@ def breakdown_stored(bench_dir, shape: str | None = None) -> Path:
     shallow layers, the verification; averaged over the recorded rounds), and the rest: the host's
     work and the round's glue kernels (mask, tree growth, acceptance, compaction), which no step time
     covers -> bench_dir/round_breakdown.csv."""
-    import csv
-    import json
-
-    from .bench import rounds_from_answers, write_csv
-    from .decoding import DecodeOptions, method_layout
-
     bench_dir = Path(bench_dir)
     run = json.loads((bench_dir / "run.json").read_text())
     shape = shape or run["model"]
@@ -396,16 +370,16 @@ def breakdown_stored(bench_dir, shape: str | None = None) -> Path:
     with open(bench_dir / "summary.csv", encoding="utf-8") as f:
         overall = {r["method"]: r for r in csv.DictReader(f) if r["category"] == "overall"}
     step_costs = StepCosts(steps)
-    ar_ms = 1e3 / float(overall["ar"]["tokens_per_s"])
+    ar_ms = 1e3 / float(overall[BASELINE]["tokens_per_s"])
     rows = []
     for method, options in run["options"].items():
         answers = bench_dir / "answers" / f"{method}.jsonl"
-        if method == "ar" or method not in overall or not answers.is_file():
+        if method == BASELINE or method not in overall or not answers.is_file():
             continue
-        engine_method = "kangaroo" if method == "kangaroo-noadapter" else method
-        layout = method_layout(engine_method, DecodeOptions(**options))
+        layout = method_layout(engine_method(method), DecodeOptions(**options))
         rounds = rounds_from_answers(answers)
-        parts = [round_parts(step_costs, layout, d, engine_method != "pld", bucket=True) for _, d, _ in rounds]
+        drafts = METHOD_TABLE[method].needs_adapter  # else the whole model verifies (pld)
+        parts = [round_parts(step_costs, layout, d, drafts, bucket=True) for _, d, _ in rounds]
         mean = {k: sum(p[k] for p in parts) / len(parts) for k in ("draft", "shallow", "verify")}
         tokens = float(overall[method]["mean_accepted"])
         measured = tokens * 1e3 / float(overall[method]["tokens_per_s"])

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,11 +24,12 @@ import pandas as pd
 import torch
 
 from .adapter import Adapter, load_adapter
-from .bench import CTAR_WINDOWS, TRACE_COLUMNS, draft_trace, environment
+from .bench import TRACE_COLUMNS, draft_trace
 from .questions import Question
 from .accept import Sampler
 from .decoding import DEFAULTS, GenerationResult, generate
 from .engine import cache_window
+from .metrics import CTAR_WINDOWS, environment, median_ms, ctar as _ctar
 from .models import Model
 from .plots import PRODUCERS
 from .render import token_text  # one token as readable text (explore.token_text before render.py)
@@ -40,11 +40,6 @@ def _progress(items, show: bool, what: str, unit: str, total: int | None = None)
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=what, unit=unit, total=total, disable=not show)
-
-
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "figures" / "data"  # in a checkout of the repository
@@ -216,20 +211,6 @@ def parameter_counts(
     return pd.DataFrame([{"part": p, "params": n, "share": n / total, "note": note} for p, n, note in rows])
 
 
-def _time_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 3) -> float:
-    """Median wall time of fn() in milliseconds (device synchronised around each call)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
-
-
 @torch.inference_mode()
 def cost_breakdown(model: Model, adapter: Adapter, repeats: int = 20, context: int = 64) -> pd.DataFrame:
     """Time of each part of a one-token decoding step, on the model's current device and dtype.
@@ -237,8 +218,8 @@ def cost_breakdown(model: Model, adapter: Adapter, repeats: int = 20, context: i
     After a prefill of `context` tokens, one token at position `context` goes through: the embedding,
     the shallow layers 1..l, the deep layers l+1..N, the adapter, and the final norm + LM head.
     A draft step is embedding + shallow + adapter + head; a target step embedding + all layers + head.
-    Returns columns part, ms (median over `repeats`), params, device. Eager PyTorch: on a GPU the
-    per-call launch overhead is included, which CUDA graphs remove."""
+    Returns columns part, ms (median over `repeats`, `metrics.median_ms`), params, device. Eager PyTorch:
+    on a GPU the gaps the host leaves between kernel launches are included, which CUDA graphs remove."""
     e, l, n = model.engine, adapter.exit_layer, model.config.n_layers
     size = -(-(context + 1) // 256) * 256
     e.setup_cache(size)
@@ -268,7 +249,7 @@ def cost_breakdown(model: Model, adapter: Adapter, repeats: int = 20, context: i
     device = environment(model)["device"]
     return pd.DataFrame(
         [
-            {"part": name, "ms": _time_ms(fn, model.device, repeats), "params": params, "device": device}
+            {"part": name, "ms": median_ms(fn, model.device, repeats), "params": params, "device": device}
             for name, fn, params in parts
         ]
     )
@@ -526,9 +507,9 @@ def acceptance_vs_temperature(
 
 # ------------------------------------------------------------------------------------ step by step
 def ctar(accept_lengths: Sequence[int], windows: Iterable[int] = CTAR_WINDOWS) -> dict[int, float]:
-    """CTAR(w): the share of verification rounds that emitted more than w tokens, for each window w."""
-    n = len(accept_lengths)
-    return {w: sum(a > w for a in accept_lengths) / n if n else math.nan for w in windows}
+    """CTAR(w): the share of verification rounds that emitted more than w tokens, for each window w
+    (`metrics.ctar`); NaN for every window when there are no rounds (a number a table can show)."""
+    return {w: math.nan if share is None else share for w, share in _ctar(accept_lengths, windows).items()}
 
 
 @dataclass

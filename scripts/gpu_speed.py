@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from kangaroo_lab import generate, load_adapter, load_model
-from kangaroo_lab import bench, costs
+from kangaroo_lab import bench, costs, metrics
+from kangaroo_lab.adapter import shipped_adapter_dir
 from kangaroo_lab.questions import load_minibench
 from kangaroo_lab.decoding import METHOD_DEFAULTS, method_layout
 from kangaroo_lab.graphs import GraphOptions
@@ -65,7 +66,7 @@ def variants(model, adapter, out: Path, n_questions: int, max_new_tokens: int):
         for m, rs in res.items():
             tokens, seconds = sum(len(r.token_ids) for r in rs), sum(r.seconds for r in rs)
             rounds = [n for r in rs for n in r.accept_lengths]
-            drafts = [len(x.drafts) for r in rs for x in r.trace]
+            nodes = [len(x.drafts) for r in rs for x in r.trace]  # per round: candidates verified
             rows.append(
                 {
                     "variant": name,
@@ -73,7 +74,7 @@ def variants(model, adapter, out: Path, n_questions: int, max_new_tokens: int):
                     "questions": len(rs),
                     "tokens_per_s": tokens / seconds,
                     "mean_accepted": sum(rounds) / len(rounds),
-                    "drafts_per_round": sum(drafts) / len(drafts) if drafts else None,
+                    "nodes_per_round": metrics.mean(nodes),
                     "identical_to_ar": sum(a.token_ids == b.token_ids for a, b in zip(rs, res["ar"])),
                     "warmup_compile_capture_s": warm,
                 }
@@ -91,7 +92,7 @@ def variants(model, adapter, out: Path, n_questions: int, max_new_tokens: int):
             {f"{r['step']}{r['tokens']}": round(r["ms"], 3) for r in st},
             f"({time.perf_counter() - t:.1f} s incl. capture)",
         )
-    env = bench.environment(model)
+    env = metrics.environment(model)
     for r in rows:
         r.update(env)
     bench.write_csv(out / "graph_variants.csv", rows, list(rows[0]))
@@ -114,7 +115,7 @@ def extras(model, adapter, out: Path, max_new_tokens: int):
     """On the first turn of every mini-bench question: fixed rows (bf16 identity by construction)
     against the default natural rows, and the attention+ffn adapter against the default one."""
     prompts = [q.turns[0] for q in load_minibench()]
-    ffn = load_adapter(model, bench.shipped_adapter_dir(model.name, 2, "attention+ffn"))
+    ffn = load_adapter(model, shipped_adapter_dir(model.name, 2, "attention+ffn"))
     settings = {
         "ar, natural rows": ("ar", None, GraphOptions()),
         "kangaroo, natural rows": ("kangaroo", adapter, GraphOptions()),
@@ -141,7 +142,7 @@ def extras(model, adapter, out: Path, max_new_tokens: int):
                 "mean_accepted": sum(rounds) / len(rounds),
                 "identical_to_ar_same_rows": sum(a.token_ids == b.token_ids for a, b in zip(rs, ar)),
                 "identical_to_ar_natural": sum(a.token_ids == b.token_ids for a, b in zip(rs, res["ar, natural rows"])),
-                **bench.environment(model),
+                **metrics.environment(model),
             }
         )
         log(json.dumps(rows[-1]))

@@ -242,7 +242,9 @@ def test_hf_limit_runs_hf_methods_on_fewer_questions_and_says_so(tiny, tmp_path,
     )
     real, calls = bench.answer_question, []
     monkeypatch.setattr(
-        bench, "answer_question", lambda m, method, *a: calls.append((a[1].question_id, method)) or real(m, method, *a)
+        bench.run,
+        "answer_question",
+        lambda m, method, *a: calls.append((a[1].question_id, method)) or real(m, method, *a),
     )
     result = benchmark(tiny, questions, "ar,hf", tmp_path / "out", max_new_tokens=4, hf_limit=1, progress=False)
     assert calls == [(1, "ar"), (1, "hf"), (2, "ar"), (2, "hf"), (3, "ar")]  # interleaved; hf skips question 3
@@ -259,7 +261,7 @@ def test_hf_limit_runs_hf_methods_on_fewer_questions_and_says_so(tiny, tmp_path,
 def test_a_transformers_method_that_cannot_run_is_reported_not_fatal(tiny, tmp_path, monkeypatch, capsys):
     real_options, real_runner = bench.hf_options, bench.hf_runner
     monkeypatch.setattr(
-        bench, "hf_options", lambda m, l: {"no_such_option": 1} if m == "hf-earlyexit" else real_options(m, l)
+        bench.runners, "hf_options", lambda m, l: {"no_such_option": 1} if m == "hf-earlyexit" else real_options(m, l)
     )
 
     def pld_fails_on_the_second_question(model, hf, **options):  # 2 warm-ups + question 1 work
@@ -273,7 +275,7 @@ def test_a_transformers_method_that_cannot_run_is_reported_not_fatal(tiny, tmp_p
 
         return flaky
 
-    monkeypatch.setattr(bench, "hf_runner", pld_fails_on_the_second_question)
+    monkeypatch.setattr(bench.runners, "hf_runner", pld_fails_on_the_second_question)
     questions = [Question(1, "qa", ("hi",)), Question(2, "qa", ("ho",))]
     result = benchmark(tiny, questions, "ar,hf,hf-pld,hf-earlyexit", tmp_path, max_new_tokens=4, progress=False)
     assert sorted(result.failed) == ["hf-earlyexit", "hf-pld"] and "out of luck" in result.failed["hf-pld"]
@@ -306,9 +308,9 @@ def test_threshold_sweep_writes_a_row_per_setting(tiny, tmp_path):
     grid = on_disk[1:-1]
     assert [(r["threshold"], r["max_draft"]) for r in grid] == [("0.0", "2"), ("0.0", "3"), ("0.5", "2"), ("0.5", "3")]
     assert all(r["adapter"] == "untrained" and r["exit_layer"] == "1" and r["questions"] == "2" for r in grid)
-    assert all(float(r["drafts_per_round"]) > 0 and float(r["mean_accepted"]) >= 1 for r in grid)
+    assert all(float(r["draft_steps_per_round"]) > 0 and float(r["mean_accepted"]) >= 1 for r in grid)
     # eta = 0 never stops drafting early: every round drafts gamma tokens (or what the budget leaves)
-    assert float(on_disk[2]["drafts_per_round"]) > float(on_disk[1]["drafts_per_round"])
+    assert float(on_disk[2]["draft_steps_per_round"]) > float(on_disk[1]["draft_steps_per_round"])
 
 
 def test_tree_sweep_writes_each_setting_with_its_tree(tiny, tmp_path):
@@ -338,7 +340,7 @@ def test_tree_sweep_writes_each_setting_with_its_tree(tiny, tmp_path):
     assert (on_disk[1]["lookup_tokens"], on_disk[1]["adapter"]) == ("4", "")  # pld drafts with no adapter
     assert (on_disk[2]["node_budget"], on_disk[2]["max_draft"], on_disk[2]["top_k"]) == ("12", "2", "3")
     assert on_disk[3]["early_exit"] == "host" and float(on_disk[3]["syncs_per_round"]) > 1  # a read per level
-    assert float(on_disk[2]["syncs_per_round"]) == 1.0 and float(on_disk[2]["drafts_per_round"]) == 2
+    assert float(on_disk[2]["syncs_per_round"]) == 1.0 and float(on_disk[2]["draft_steps_per_round"]) == 2
     assert rows[1]["nodes_per_round"] is not None
     with pytest.raises(ValueError, match="top_k"):
         bench.sweep_tree(
@@ -369,7 +371,7 @@ def test_a_killed_sweep_keeps_the_rows_it_measured(tiny, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bench, "answer_all", dies_on_third_call)
+    monkeypatch.setattr(bench.sweeps, "answer_all", dies_on_third_call)
     with pytest.raises(KeyboardInterrupt):
         sweep_threshold(
             tiny,

@@ -96,7 +96,7 @@ def test_bench_captures_each_method_once(tmp_path, monkeypatch):
     monkeypatch.setattr(
         RoundSteps, "__init__", lambda self, *a, **k: (built.append(a[2]), round_init(self, *a, **k))[1]
     )
-    monkeypatch.setattr(bench, "engine_runner", _graph_runner)
+    monkeypatch.setattr(bench.runners, "engine_runner", _graph_runner)
     bench.benchmark(
         tiny, QUESTIONS, "ar,kangaroo,pld,kangaroo+lookup", tmp_path, max_new_tokens=120, progress=False
     )  # turn 2 > 256

@@ -48,7 +48,7 @@ def crash_after(monkeypatch, answers: int):
         given.append(1)
         return answer(*args, **kwargs)
 
-    monkeypatch.setattr(bench, "answer_question", crashing)
+    monkeypatch.setattr(bench.run, "answer_question", crashing)  # where answer_interleaved looks it up
 
 
 @pytest.mark.parametrize("answers", [0, 4, 7])  # before any, mid-question (question 2: ar done), before the last
@@ -61,7 +61,9 @@ def test_an_interrupted_bench_resumes_to_the_same_files(tiny, tmp_path, monkeypa
     assert kept == answers  # every finished answer is on disk
     asked = []
     answer = bench.answer_question
-    monkeypatch.setattr(bench, "answer_question", lambda *a, **k: (asked.append(a[3].question_id), answer(*a, **k))[1])
+    monkeypatch.setattr(
+        bench.run, "answer_question", lambda *a, **k: (asked.append(a[3].question_id), answer(*a, **k))[1]
+    )
     result = bench.benchmark(tiny, QUESTIONS, METHODS, tmp_path, max_new_tokens=16, progress=False, resume=True)
     assert len(asked) == 3 * len(QUESTIONS) - answers  # nothing answered twice
     for method in METHODS.split(","):
