@@ -205,6 +205,7 @@ def environment(model: Model) -> dict[str, str]:
     return {"device": device, "versions": versions}
 
 
-def warn(message: str, source: str = "bench"):
-    """A warning on stderr, prefixed with the command it comes from: `kangaroo-lab bench: ...`."""
-    print(f"kangaroo-lab {source}: {message}", file=sys.stderr)
+def warn(message: str, source: str | None = "bench"):
+    """A warning on stderr, prefixed with the command it comes from: `kangaroo-lab bench: ...`
+    (`kangaroo-lab: ...` without one)."""
+    print(f"kangaroo-lab{f' {source}' if source else ''}: {message}", file=sys.stderr)

@@ -150,3 +150,10 @@ def test_answers_written_before_the_rename_still_resume(tiny, tmp_path, finished
     assert bench.rounds_from_answers(tmp_path / "answers" / "pld.jsonl") == bench.rounds_from_answers(
         finished.out / "answers" / "pld.jsonl"
     )
+
+
+def test_the_cli_refuses_an_empty_method_list(capsys):
+    from kangaroo_lab.cli import main
+
+    assert main(["bench", "--model", "tiny-random", "--device", "cpu", "--methods", ""]) == 2
+    assert "no method given" in capsys.readouterr().err

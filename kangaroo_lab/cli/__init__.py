@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..bench import Interrupted
 from ..render import (  # kangaroo_lab.cli's names before render.py existed: still importable from here
     ACCEPTED,
     LOOKUP,
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # the library's errors say what to do: no traceback
         print(f"kangaroo-lab: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # Ctrl-C in a bench: the answers so far are kept; say how to go on
+        print(f"kangaroo-lab: {e.message(argv if argv is not None else sys.argv[1:])}", file=sys.stderr)
+        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,7 +122,7 @@ def _speculative(method: str) -> bool:
 def run_bench(args: argparse.Namespace) -> int:
     methods = _check_args(args)
     options = {
-        m: decode_options(args, bench._engine_method(m), max_new_tokens=args.max_new_tokens) for m in bench.OUR_METHODS
+        m: decode_options(args, bench.engine_method(m), max_new_tokens=args.max_new_tokens) for m in bench.OUR_METHODS
     }  # validated before the model loads
     if args.costs and not any(m in bench.OUR_METHODS and _speculative(m) for m in methods):
         raise ValueError("--costs projects the rounds of the speculative methods: add one to --methods")
@@ -157,12 +157,12 @@ def _check_args(args: argparse.Namespace) -> tuple[str, ...]:
     """The methods to run (ar first); a ValueError for options that do not go together."""
     if args.sweep and args.resume:
         raise ValueError("--resume continues a benchmark run; a sweep writes its CSV row by row: run it again")
-    if args.sweep and (args.methods or args.hf_limit is not None or args.trace or args.costs):
+    if args.sweep and (args.methods is not None or args.hf_limit is not None or args.trace or args.costs):
         raise ValueError(
             "--methods, --hf-limit, --trace and --costs do not apply to --sweep "
             "(a sweep runs ar and the swept settings); run them without --sweep"
         )
-    return bench.parse_methods(args.methods or bench.METHODS)
+    return bench.parse_methods(args.methods)  # None: every method; an empty list is refused
 
 
 def _sweep(args: argparse.Namespace, model: Model, questions, chain: DecodeOptions) -> list[dict]:
@@ -187,7 +187,7 @@ def _bench_extras(args, model: Model, questions, chain: DecodeOptions, result):
         print(f"draft trace written to {path}", file=sys.stderr)
     if args.costs:
         runs = {
-            m: (method_layout(bench._engine_method(m), o), bench.recorded_rounds(result.records, m))
+            m: (method_layout(bench.engine_method(m), o), bench.recorded_rounds(result.records, m))
             for m, o in result.options.items()
             if _speculative(m)
         }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..adapter import (
     new_adapter,
     shipped_adapter_dir,
 )
+from ..metrics import environment, warn  # noqa: F401 (environment: cli's name for it)
 from ..models import DEFAULT_MODEL, Model, load_model
 from ..options import EARLY_EXITS, DecodeOptions
 from ..proposers import DEFAULT_METHOD, METHOD_TABLE, METHODS, options_for
@@ -158,7 +158,8 @@ def choose_adapter(model: Model, path=None, exit_layer: int | None = None, untra
     warn(
         f"no trained adapter is shipped for {model.name!r} at exit layer {exit_layer}, so using an UNTRAINED "
         "adapter: output is still exact, but few drafts are accepted (no speedup). "
-        "Pass --adapter PATH to use a trained one."
+        "Pass --adapter PATH to use a trained one.",
+        source=None,
     )
     return AdapterChoice(new_adapter(model, exit_layer), "untrained")
 
@@ -184,17 +185,3 @@ def text_file(path) -> Path:
             except UnicodeDecodeError as e:
                 raise ValueError(f"{path} is not UTF-8 text (it ends inside a character: {e.reason})") from None
     return path
-
-
-# `warn` and `environment` have twins in bench (`_warn`; `environment` with other keys): issue 16 makes
-# them one `metrics.environment(model)` and one `warn`.
-def warn(message: str):
-    """One line on stderr: 'kangaroo-lab: <message>'."""
-    print(f"kangaroo-lab: {message}", file=sys.stderr)
-
-
-def environment(model: Model) -> dict:
-    """Device name, dtype, torch version (and torch threads on a CPU): the demo's header and its JSON."""
-    device = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else str(model.device)
-    env = {"device": device, "dtype": str(model.dtype).removeprefix("torch."), "torch": torch.__version__}
-    return env | ({"threads": torch.get_num_threads()} if model.device.type == "cpu" else {})

@@ -53,9 +53,8 @@ def run_demo(args: argparse.Namespace) -> int:
     model = load_model_for(args)
     choice = choose_adapter(model)
     if not args.json:
-        env = environment(model)
-        threads = f" | {env['threads']} torch threads" if "threads" in env else ""
-        print("device: {device} | dtype: {dtype} | torch {torch}".format(**env) + threads)
+        env = demo_environment(model)
+        print("device: {device} | dtype: {dtype} | {versions}".format(**env))
         print(f"model: {model.name} | adapter: {choice.label} | max new tokens: {args.max_new_tokens}\n")
     prompts = demo_prompts()
     for method in DEMO_METHODS:  # so that the first timing is not a cold start
@@ -100,7 +99,7 @@ def _demo_record(model: Model, choice: AdapterChoice, opts: dict[str, DecodeOpti
     overall = {m: _overall(rs) for m, rs in _by_method(runs).items()}
     ar = overall[BASELINE]["tokens_per_second"]
     return {
-        "environment": environment(model),
+        "environment": demo_environment(model),
         "model": model.name,
         "adapter": choice.describe(),
         "options": {m: asdict(o) for m, o in opts.items()},
@@ -178,3 +177,8 @@ def _print_sample(model: Model, runs):
     print(f"\n{res.method}'s answer to the {p['name']} prompt, {res.mean_accepted:.2f} tokens per round:")
     print(f"> {p['prompt']}\n")
     print_generation(res, model.decode)
+
+
+def demo_environment(model: Model) -> dict:
+    """`metrics.environment` (device, versions: what every stored result names) and the model's dtype."""
+    return environment(model) | {"dtype": str(model.dtype).removeprefix("torch.")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import warn
+from ..metrics import warn
 
 
 def add_figures_parser(subparsers):
@@ -34,6 +34,6 @@ def run_figures(args: argparse.Namespace) -> int:
     build_figures(args.data, args.out)  # prints one line per file written and per figure skipped
     skipped = missing_inputs(args.data)
     if args.strict and skipped:
-        warn(f"{len(skipped)} figure(s) skipped (--strict)")
+        warn(f"{len(skipped)} figure(s) skipped (--strict)", source=None)
         return 2
     return 0
