@@ -36,12 +36,12 @@ import torch
 from .adapter import Adapter, new_adapter
 from .bench import engine_method, rounds_from_answers, write_csv
 from .decoding import DecodeOptions, method_layout
-from .engine import ModelConfig, Transformer
+from .engine import ModelConfig, Transformer, cache_slots
 from .graphs import GraphOptions, capture, compiled_call
 from .metrics import environment, median_ms, warn
 from .models import Model, tiny_tokenizer
 from .proposers import BASELINE, DEFAULT_METHOD, METHOD_TABLE
-from .tree import Layout
+from .tree import Layout, pow2
 
 # Shapes of real models, to time our engine on random weights of that size.
 SHAPES = {
@@ -137,7 +137,7 @@ def step_times(
     from tqdm.auto import tqdm  # heavy: loads only when steps are timed
 
     rows = sorted(set(rows))
-    size = -(-(context + max(rows) + 1) // 256) * 256
+    size = cache_slots(context + max(rows) + 1)
     model.engine.setup_cache(min(size, model.config.max_seq_len), scratch=max(0, size - model.config.max_seq_len))
     adapter.setup_cache(model.engine.cache_len)
     backend = options.backend(model.device)
@@ -200,7 +200,7 @@ def round_parts(
     costs: StepCosts, layout: Layout, levels_drafted: int, draft_model: bool = True, bucket: bool = False
 ) -> dict[str, float]:
     """`round_ms` split into draft, shallow and verify ms."""
-    rows = (lambda n: 1 << (n - 1).bit_length()) if bucket else (lambda n: n)
+    rows = pow2 if bucket else (lambda n: n)
     if not draft_model:  # prompt lookup: the whole model over the root and the lookup branch
         return {"draft": 0.0, "shallow": 0.0, "verify": costs("full", rows(layout.nodes(0)))}
     widths = [1 + layout.branch, *layout.levels]

@@ -28,7 +28,7 @@ from .bench import TRACE_COLUMNS, draft_trace
 from .questions import Question
 from .accept import Sampler
 from .decoding import DEFAULTS, GenerationResult, generate
-from .engine import cache_window
+from .engine import cache_slots, cache_window
 from .metrics import CTAR_WINDOWS, environment, median_ms, ctar as _ctar
 from .models import Model
 from .plots import PRODUCERS
@@ -221,7 +221,7 @@ def cost_breakdown(model: Model, adapter: Adapter, repeats: int = 20, context: i
     Returns columns part, ms (median over `repeats`, `metrics.median_ms`), params, device. Eager PyTorch:
     on a GPU the gaps the host leaves between kernel launches are included, which CUDA graphs remove."""
     e, l, n = model.engine, adapter.exit_layer, model.config.n_layers
-    size = -(-(context + 1) // 256) * 256
+    size = cache_slots(context + 1)
     e.setup_cache(size)
     adapter.setup_cache(size)
     ids = (torch.arange(context, device=model.device) * 7 + 11) % model.config.vocab_size  # any tokens will do

@@ -96,7 +96,7 @@ def test_rounds_nodes_and_syncs_per_method(full_run):
     assert float(by["kangaroo-tree"]["draft_steps_per_round"]) == 2  # the default depth, every round
     assert all(r["peak_memory_mb"] == "" for r in rows)  # a CPU run: no device memory to report
     run = json.loads((full_run.out / "run.json").read_text())
-    assert run["trees"]["kangaroo+lookup"] == {"lookup": 16, "levels": [4, 15], "top_k": 4}
+    assert run["trees"]["kangaroo+lookup"] == {"branch": 16, "levels": [4, 15], "top_k": 4}
     assert run["options"]["pld"]["lookup_tokens"] == 32 and run["skipped"] == []
     columns, mismatches = read_csv(full_run.out / "mismatches.csv")
     assert columns == list(bench.MISMATCH_COLUMNS) and mismatches == []  # fp32 on a CPU: all identical

@@ -18,7 +18,7 @@ from typing import Protocol
 import torch
 
 from ..adapter import META_FILE, Adapter, check_exit_layer, load_adapter, new_adapter, shipped_adapter_dir
-from ..decoding import DEFAULTS, METHOD_DEFAULTS, DecodeOptions, generate, method_layout
+from ..decoding import DEFAULTS, METHOD_DEFAULTS, DecodeOptions, generate, method_layout, reserve_caches
 from ..metrics import Generated, TurnRecord, timed, warn
 from ..models import Model
 from ..proposers import BASELINE, DEFAULT_METHOD, METHOD_TABLE
@@ -313,5 +313,4 @@ def reserve_cache(model: Model, questions: Sequence[Question], max_new_tokens: i
     Caches only grow; each growth means new shapes, so the CUDA graphs are captured again (and the
     layers compiled again) inside a timed turn."""
     need = max(conversation_bound(model, q, max_new_tokens) for q in questions)
-    scratch = -(-tree_size // 256) * 256
-    model.engine.setup_cache(min(model.config.max_seq_len, -(-need // 256) * 256), scratch=scratch)
+    reserve_caches(model, None, need, tree_size)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ..metrics import ctar
 from ..options import below_eta
 from ..proposers import BASELINE
 
@@ -138,11 +139,8 @@ def ctar_from_trace(trace: pd.DataFrame, windows: Iterable[int] | None = None, b
     per_round = per_round.rename("leading").reset_index()
     rows = []
     for key, group in per_round.groupby(by) if by else [(None, per_round)]:
-        for w in windows:
-            rows.append(
-                ({by: key} if by else {})
-                | {"window": w, "rounds": len(group), "ctar": float((group["leading"] >= w).mean())}
-            )
+        shares = ctar((group["leading"] + 1).tolist(), windows)  # a round emits its leading drafts + 1
+        rows += [({by: key} if by else {}) | {"window": w, "rounds": len(group), "ctar": c} for w, c in shares.items()]
     return pd.DataFrame(rows)
 
 
