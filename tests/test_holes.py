@@ -1,0 +1,121 @@
+"""Holes found by fault probes (issue 16, section 5): each test here failed before its fix.
+
+Everything runs on the seeded tiny-random model in temporary folders."""
+
+import json
+import struct
+
+import pytest
+
+from kangaroo_lab import generate, models
+from kangaroo_lab.engine import with_prefix
+from kangaroo_lab.models import load_model
+
+
+# ------------------------------------------------------------------------- the converted-model cache
+@pytest.fixture
+def cache(tiny, tmp_path, monkeypatch):
+    """(the .gguf path to load, its cache folder, a list counting conversions); `convert_gguf` writes
+    the tiny model through `models.write_cache`, as tests/test_cache.py does."""
+    monkeypatch.setenv("KANGAROO_LAB_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "little.gguf"
+    gguf.write_bytes(b"GGUF stand-in")
+    conversions = []
+
+    def convert(path, folder, stamp=None):
+        conversions.append(folder)
+        sd, config = with_prefix(tiny.engine.state_dict()), tiny.config.to_hf()
+        return models.write_cache(folder, sd, config, tiny.tokenizer, stamp or models._file_stamp(path))
+
+    monkeypatch.setattr(models, "convert_gguf", convert)
+    return gguf, tmp_path / "cache" / "little", conversions
+
+
+def same_as_tiny(tiny, model):
+    ref = generate(tiny, "hello", method="ar", max_new_tokens=12).token_ids
+    return generate(model, "hello", method="ar", max_new_tokens=12).token_ids == ref
+
+
+def tensor_bytes(path, name):
+    """(start, end) byte offsets of tensor `name`'s data in a safetensors file."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    begin, end = json.loads(data[8 : 8 + n])[name]["data_offsets"]
+    return 8 + n + begin, 8 + n + end
+
+
+@pytest.mark.parametrize("damage", ["nan", "scaled"])
+def test_damaged_weights_that_pass_the_sampled_checksum_are_rebuilt(tiny, cache, capsys, damage):
+    """Before: NaN weights where the sampled checksum does not look loaded silently and generated
+    token 0 forever; plausible garbage (a block of weights x 100) generated other text."""
+    gguf, folder, conversions = cache
+    load_model(str(gguf), device="cpu")
+    weights = folder / "model.safetensors"
+    start, end = tensor_bytes(weights, "model.layers.1.mlp.down_proj.weight")
+    data = bytearray(weights.read_bytes())
+    mid = (start + end) // 2 // 4 * 4
+    if damage == "nan":
+        data[mid : mid + 4096] = b"\xff" * 4096  # 1024 float32 NaNs
+    else:
+        block = struct.unpack(f"<{1024}f", data[mid : mid + 4096])
+        data[mid : mid + 4096] = struct.pack(f"<{1024}f", *(100 * x for x in block))
+    weights.write_bytes(bytes(data))
+    source = json.loads((folder / "source.json").read_text())  # damage the sampled checksum cannot see
+    (folder / "source.json").write_text(json.dumps({**source, "weights": models.weights_digest(weights)}))
+    capsys.readouterr()
+    model = load_model(str(gguf), device="cpu")
+    err = capsys.readouterr().err
+    assert f"the cached copy of little in {folder}" in err and "converting again" in err, err
+    assert ("NaN" in err) == (damage == "nan") and "fixed prompt" in err
+    assert len(err.strip().splitlines()) == 1, err  # one line (the stand-in conversion prints none)
+    assert len(conversions) == 2 and same_as_tiny(tiny, model)
+
+
+@pytest.mark.parametrize("lost", ["chat_template.jinja", "tokenizer.json"])
+def test_a_cache_without_its_tokenizer_files_is_rebuilt(tiny, cache, capsys, lost):
+    """Before: without chat_template.jinja the cache loaded silently with no chat template, so a
+    prompt went in without the model's turn markers and the model answered nothing (without
+    tokenizer.json it was rebuilt, after a six-line message from transformers)."""
+    gguf, folder, conversions = cache
+    load_model(str(gguf), device="cpu")
+    (folder / lost).unlink()
+    capsys.readouterr()
+    model = load_model(str(gguf), device="cpu")
+    err = capsys.readouterr().err
+    assert f"is incomplete: {lost}" in err and "converting again" in err, err
+    assert len(conversions) == 2 and model.tokenizer.chat_template == tiny.tokenizer.chat_template
+    assert model.encode("hello") == tiny.encode("hello")
+
+
+def test_a_cache_whose_tokenizer_lost_its_template_another_way_is_rebuilt(tiny, cache, capsys, monkeypatch):
+    """Files intact, template gone all the same (e.g. another transformers reads it from elsewhere)."""
+    gguf, folder, conversions = cache
+    load_model(str(gguf), device="cpu")
+    from transformers import AutoTokenizer
+
+    real = AutoTokenizer.from_pretrained
+
+    def without_template(*a, **k):
+        tok = real(*a, **k)
+        if len(conversions) == 1:
+            tok.chat_template = None
+        return tok
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", without_template)
+    capsys.readouterr()
+    model = load_model(str(gguf), device="cpu")
+    assert "lost its chat template" in capsys.readouterr().err
+    assert len(conversions) == 2 and model.tokenizer.chat_template
+
+
+def test_the_output_fingerprint_sees_small_damage_and_ignores_rounding(tiny):
+    from kangaroo_lab.engine import build_engine
+
+    want = models.output_fingerprint(tiny.engine)
+    assert models.fingerprint_problem(want, want) is None
+    sd = {k: v.clone() for k, v in tiny.engine.state_dict().items()}
+    again = models.output_fingerprint(build_engine(tiny.config, sd))
+    assert models.fingerprint_problem(again, want) is None
+    sd["layers.2.self_attn.o_proj.weight"][:4] = 0  # 4 of 64 rows of one matrix
+    damaged = models.output_fingerprint(build_engine(tiny.config, sd))
+    assert "other outputs" in models.fingerprint_problem(damaged, want)
