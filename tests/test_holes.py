@@ -119,3 +119,66 @@ def test_the_output_fingerprint_sees_small_damage_and_ignores_rounding(tiny):
     sd["layers.2.self_attn.o_proj.weight"][:4] = 0  # 4 of 64 rows of one matrix
     damaged = models.output_fingerprint(build_engine(tiny.config, sd))
     assert "other outputs" in models.fingerprint_problem(damaged, want)
+
+
+# ------------------------------------------------------------------------- adapter weights
+@pytest.fixture
+def saved_adapter(tiny, tmp_path):
+    from kangaroo_lab import new_adapter
+
+    return new_adapter(tiny, 2, seed=1).save(tmp_path / "ad")
+
+
+def test_an_adapter_with_nan_weights_is_refused_naming_the_file(tiny, tmp_path):
+    """Before: loaded, and drafted from NaN (every draft rejected, or worse on a GPU)."""
+    import torch
+
+    from kangaroo_lab import load_adapter, new_adapter
+    from kangaroo_lab.adapter import WEIGHTS_FILE
+
+    adapter = new_adapter(tiny, 2, seed=1)
+    with torch.no_grad():
+        adapter.self_attn.o_proj.weight[0, 0] = float("inf")
+    folder = adapter.save(tmp_path / "ad")
+    with pytest.raises(ValueError, match=rf"{WEIGHTS_FILE} holds NaN or inf weights \(in self_attn\.o_proj"):
+        load_adapter(tiny, folder)
+
+
+def test_an_adapter_records_the_sha256_of_its_weights_and_checks_it(tiny, saved_adapter):
+    """Before: a weights file replaced or damaged in a way safetensors still reads loaded silently."""
+    import hashlib
+
+    from kangaroo_lab import load_adapter, new_adapter
+    from kangaroo_lab.adapter import META_FILE, WEIGHTS_FILE
+
+    weights = saved_adapter / WEIGHTS_FILE
+    meta = json.loads((saved_adapter / META_FILE).read_text())
+    assert meta["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert load_adapter(tiny, saved_adapter).meta.weights_sha256 == meta["weights_sha256"]
+    new_adapter(tiny, 2, seed=2).save(saved_adapter.parent / "other")  # same shapes, other weights
+    weights.write_bytes((saved_adapter.parent / "other" / WEIGHTS_FILE).read_bytes())
+    with pytest.raises(ValueError, match=rf"{WEIGHTS_FILE} is corrupt: its sha256 differs.*retrain"):
+        load_adapter(tiny, saved_adapter)
+
+
+def test_an_adapter_saved_before_checksums_still_loads(tiny, saved_adapter):
+    from kangaroo_lab import load_adapter
+    from kangaroo_lab.adapter import META_FILE
+
+    meta = json.loads((saved_adapter / META_FILE).read_text())
+    del meta["weights_sha256"]
+    (saved_adapter / META_FILE).write_text(json.dumps(meta, indent=1))
+    assert load_adapter(tiny, saved_adapter).meta.weights_sha256 == ""
+
+
+def test_every_shipped_adapter_carries_the_sha256_of_its_weights():
+    import hashlib
+    from pathlib import Path
+
+    from kangaroo_lab.adapter import META_FILE, WEIGHTS_FILE, shipped_adapter_dir
+
+    folders = sorted(Path(shipped_adapter_dir("smollm2-135m-instruct")).parent.iterdir())
+    assert len(folders) >= 8
+    for folder in folders:
+        meta = json.loads((folder / META_FILE).read_text())
+        assert meta["weights_sha256"] == hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest(), folder
