@@ -110,18 +110,27 @@ class Model:
 
         str -> the tokenizer's chat template around one user turn (plain tokens if chat=False or the
         tokenizer has no template); a list of {"role", "content"} messages -> the chat template;
-        a list/tensor of ints -> used as it is."""
+        a list or 1-D tensor of ints -> used as it is. Text must be valid Unicode (`check_text`),
+        messages well formed (`check_messages`); a tensor of another shape is refused."""
         if isinstance(prompt, torch.Tensor):
-            prompt = prompt.flatten().tolist()
+            if prompt.dim() != 1:
+                raise ValueError(
+                    f"a tensor prompt is one sequence of token ids, of shape (T,); got shape {tuple(prompt.shape)}. "
+                    "Pass one row (e.g. ids[0]); generate() decodes one prompt at a time"
+                )
+            prompt = prompt.tolist()
         if isinstance(prompt, str):
             if not prompt.strip():
                 raise ValueError("empty prompt: pass some text (or a non-empty list of token ids)")
+            check_text(prompt, "the prompt")
             messages = [{"role": "user", "content": prompt}]
             if not (chat and self.tokenizer.chat_template):
                 return self.tokenizer(prompt, add_special_tokens=True).input_ids
             prompt = messages
         if isinstance(prompt, (list, tuple)) and prompt and isinstance(prompt[0], dict):
-            text = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+            text = self.tokenizer.apply_chat_template(
+                check_messages(prompt), add_generation_prompt=True, tokenize=False
+            )
             return self.tokenizer(text, add_special_tokens=False).input_ids
         if not isinstance(prompt, (list, tuple)) or any(as_int(t) is None for t in prompt):
             raise TypeError(f"a prompt is text, a list of chat messages or a list of token ids; got {prompt!r:.80}")
@@ -152,6 +161,38 @@ class Model:
         hf.generation_config.eos_token_id = sorted(self.eos_token_ids)
         hf.generation_config.pad_token_id = self.tokenizer.pad_token_id
         return hf.to(self.device).eval()
+
+
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def check_text(text: str, what: str) -> str:
+    """`text`, when it is valid Unicode (encodes as UTF-8); else a ValueError naming `what` and the place.
+
+    Lone surrogates come from invalid UTF-8 read with errors="surrogateescape" (command-line arguments)
+    or from JSON escapes such as "\\ud800"; tokenizers fail on them with a traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} is not valid text: character {e.start + 1} is a lone surrogate ({text[e.start]!r}), "
+            "which no UTF-8 text holds (invalid UTF-8 bytes, or a JSON escape like \\ud800); fix or remove it"
+        ) from None
+    return text
+
+
+def check_messages(messages) -> list[dict]:
+    """Chat messages as a list, after checking each is {"role": one of CHAT_ROLES, "content": text}."""
+    example = '{"role": "user", "content": "..."}'
+    for i, m in enumerate(messages, start=1):
+        if not isinstance(m, dict) or not {"role", "content"} <= set(m):
+            raise ValueError(f"chat message {i} must be a dict like {example}, got {m!r:.80}")
+        if m["role"] not in CHAT_ROLES:
+            raise ValueError(f"chat message {i} has role {m['role']!r:.40}; a role is one of {', '.join(CHAT_ROLES)}")
+        if not isinstance(m["content"], str):
+            raise ValueError(f"chat message {i}: content must be text (a str), got {type(m['content']).__name__}")
+        check_text(m["content"], f"chat message {i}")
+    return list(messages)
 
 
 # --------------------------------------------------------------------------------------- loaders

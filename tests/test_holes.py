@@ -3,6 +3,8 @@
 Everything runs on the seeded tiny-random model in temporary folders."""
 
 import json
+import math
+import re
 import struct
 
 import pytest
@@ -182,3 +184,85 @@ def test_every_shipped_adapter_carries_the_sha256_of_its_weights():
     for folder in folders:
         meta = json.loads((folder / META_FILE).read_text())
         assert meta["weights_sha256"] == hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest(), folder
+
+
+# ------------------------------------------------------------------------- prompts
+@pytest.mark.parametrize(
+    "messages,message",
+    [
+        ([{"role": "user", "content": "hi"}, "and then?"], r"chat message 2 must be a dict like"),
+        ([{"role": "user"}], r"chat message 1 must be a dict like"),
+        ([{"role": "human", "content": "hi"}], r"chat message 1 has role 'human'; a role is one of system, user"),
+        ([{"role": "user", "content": ["hi"]}], r"chat message 1: content must be text \(a str\), got list"),
+        ([{"role": "system", "content": "x"}, {"role": "user", "content": None}], r"chat message 2: content"),
+    ],
+)
+def test_chat_messages_are_validated(tiny, messages, message):
+    """Before: the chat template rendered whatever it was given ("None", a list's repr, an unknown role)."""
+    with pytest.raises(ValueError, match=message):
+        generate(tiny, messages, method="ar", max_new_tokens=2)
+
+
+def test_good_chat_messages_still_work(tiny):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    assert tiny.encode(messages) == tiny.encode(messages)
+    assert len(generate(tiny, messages, method="ar", max_new_tokens=3).token_ids) == 3
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (1, 5), ()])
+def test_a_tensor_prompt_that_is_not_one_sequence_is_refused(tiny, shape):
+    """Before: flattened, so two prompts (2, 5) ran as one of 10 tokens."""
+    import torch
+
+    ids = torch.arange(3, 3 + math.prod(shape)).reshape(shape)
+    with pytest.raises(ValueError, match=rf"shape \(T,\); got shape {re.escape(str(tuple(shape)))}"):
+        generate(tiny, ids, method="ar", max_new_tokens=2)
+    assert tiny.encode(torch.arange(3, 8)) == [3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("prompt", ["caf\udce9", "\ud800 alone"])
+def test_a_prompt_with_a_lone_surrogate_is_refused_clearly(tiny, prompt):
+    """Before: a UnicodeEncodeError traceback from inside the tokenizer."""
+    with pytest.raises(ValueError, match="the prompt is not valid text: character [0-9]+ is a lone surrogate"):
+        generate(tiny, prompt, method="ar", max_new_tokens=2)
+    with pytest.raises(ValueError, match="chat message 1 is not valid text"):
+        tiny.encode([{"role": "user", "content": prompt}])
+
+
+SPEC_LINE = '{"question_id": %d, "category": "qa", "turns": [%s]}\n'
+
+
+@pytest.mark.parametrize(
+    "body,line",
+    [
+        ((SPEC_LINE % (1, '"fine"') + SPEC_LINE % (2, '"caf\\ud800"')).encode(), 2),  # a JSON escape
+        ((SPEC_LINE % (1, '"fine"') + SPEC_LINE % (2, '"ok"') + SPEC_LINE % (3, '"caf\xe9"')).encode("latin-1"), 3),
+        (b'{"prompt": "one"}\n{"prompt": "t\\udc80wo"}\n', 2),
+        (b'"one"\n"two"\n"thr\xffee"\n', 3),
+    ],
+)
+def test_a_question_file_with_bad_text_names_the_file_and_line(tmp_path, body, line):
+    """Before: invalid UTF-8 raised a bare UnicodeDecodeError; a lone surrogate (a JSON escape) loaded
+    and broke the tokenizer mid-bench."""
+    from kangaroo_lab.questions import load_questions
+
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(body)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}, line {line}: .*(not UTF-8|lone surrogate)"):
+        load_questions(path)
+
+
+def test_a_sharegpt_file_with_a_lone_surrogate_names_the_item(tmp_path):
+    from kangaroo_lab.questions import load_questions
+
+    path = tmp_path / "s.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"conversations": [{"from": "human", "value": "ok"}]},
+                {"conversations": [{"from": "human", "value": "\ud800"}]},
+            ]
+        )
+    )
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}, item 2: the message of 'human' is not valid text"):
+        load_questions(path)
