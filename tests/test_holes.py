@@ -266,3 +266,92 @@ def test_a_sharegpt_file_with_a_lone_surrogate_names_the_item(tmp_path):
     )
     with pytest.raises(ValueError, match=rf"{re.escape(str(path))}, item 2: the message of 'human' is not valid text"):
         load_questions(path)
+
+
+# ------------------------------------------------------------------------- self-distillation
+def _questions(n, text="Question number {i}?"):
+    from kangaroo_lab.questions import Question
+
+    return [Question(f"q{i}", "qa", (text.format(i=i),)) for i in range(n)]
+
+
+def test_distill_refuses_to_resume_with_other_questions(tiny, tmp_path):
+    """Before: the answers were found by question id only, so another questions file with the same ids
+    was skipped without a word and the corpus kept the first file's answers."""
+    from kangaroo_lab.distill import read_corpus_file, self_distill
+
+    path = self_distill(tiny, _questions(3), tmp_path / "c.jsonl", max_new_tokens=4, progress=False)
+    assert read_corpus_file(path)[0]["questions_sha256"]
+    with pytest.raises(ValueError, match=r"c\.jsonl answers other questions than this run's.*write to another file"):
+        self_distill(tiny, _questions(3, "Another {i}?"), path, max_new_tokens=4, progress=False)
+    with pytest.raises(ValueError, match="answers other questions"):  # a superset is other questions too
+        self_distill(tiny, _questions(4), path, max_new_tokens=4, progress=False)
+    self_distill(tiny, _questions(3), path, max_new_tokens=4, progress=False)  # the same ones resume
+    assert len(read_corpus_file(path)[1]) == 3
+
+
+def test_distill_resumes_a_corpus_from_before_the_questions_hash(tiny, tmp_path):
+    from kangaroo_lab.distill import read_corpus_file, self_distill
+
+    path = self_distill(tiny, _questions(2), tmp_path / "c.jsonl", max_new_tokens=4, progress=False)
+    header, *lines = path.read_text().splitlines(keepends=True)
+    old = {k: v for k, v in json.loads(header).items() if k != "questions_sha256"}
+    path.write_text(json.dumps(old) + "\n" + lines[0])  # one answer of two, no hash
+    self_distill(tiny, _questions(2), path, max_new_tokens=4, progress=False)
+    assert len(read_corpus_file(path)[1]) == 2
+
+
+def test_distill_counts_and_reports_prompts_over_the_limit(tiny, tmp_path, capsys):
+    """Before: a prompt over max_prompt_tokens (or the context less max_new_tokens) was dropped silently,
+    with the later turns of its conversation."""
+    from kangaroo_lab.distill import read_corpus_file, self_distill
+    from kangaroo_lab.questions import Question
+
+    questions = [Question("short", "qa", ("Why?", "And?")), Question("long", "mt_bench", ("word " * 60, "And?"))]
+    path = self_distill(tiny, questions, tmp_path / "c.jsonl", max_new_tokens=4, max_prompt_tokens=100, progress=False)
+    err = capsys.readouterr().err
+    assert "skipped 1 turn(s) whose prompt is over 100 tokens and 1 later turn(s)" in err, err
+    assert [e.example_id for e in read_corpus_file(path)[1]] == ["short#1", "short#2"]
+    stats = json.loads((tmp_path / "c.jsonl.stats.jsonl").read_text())
+    assert (stats["skipped_too_long"], stats["skipped_later_turns"], stats["answers"]) == (1, 1, 2)
+    self_distill(tiny, questions[:1], tmp_path / "d.jsonl", max_new_tokens=4, progress=False)
+    assert "skipped" not in capsys.readouterr().err
+
+
+def test_distill_names_the_question_whose_text_breaks_the_tokenizer(tiny, tmp_path):
+    from kangaroo_lab.distill import self_distill
+    from kangaroo_lab.questions import Question
+
+    questions = [Question("fine", "qa", ("Why?",)), Question("broken", "qa", ("caf\udce9?",))]
+    with pytest.raises(ValueError, match=r"question 'broken', turn 1: chat message 1 is not valid text"):
+        self_distill(tiny, questions, tmp_path / "c.jsonl", max_new_tokens=4, progress=False)
+
+
+def _old_pick(self, logits):
+    """distill's own temperature / top-p copy before it used accept.Sampler (kept here to compare draws)."""
+    import torch
+
+    if self.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / self.temperature, dim=-1)
+    if self.top_p < 1:
+        sorted_p, order = probs.sort(-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < self.top_p
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p * keep)
+    noise = torch.empty_like(probs).exponential_()
+    return (probs / noise).argmax(-1)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (0.8, 1.0), (0.8, 0.9), (1.3, 0.5)])
+def test_the_batch_decoder_draws_through_the_sampler_the_same_tokens_as_before(tiny, temperature, top_p, monkeypatch):
+    from kangaroo_lab.accept import Sampler
+    from kangaroo_lab.distill import BatchDecoder
+
+    prompts = [[3 + (7 * i + j) % 250 for j in range(5 + i)] for i in range(8)]
+    dec = BatchDecoder(tiny, 8, 12, 64, temperature=temperature, top_p=top_p)
+    assert isinstance(dec.sampler, Sampler)
+    new = [dec.answer(prompts, seed=seed) for seed in range(6)]
+    monkeypatch.setattr(BatchDecoder, "_pick", _old_pick)
+    old = [dec.answer(prompts, seed=seed) for seed in range(6)]
+    assert new == old
+    assert temperature == 0 or len({tuple(map(tuple, a)) for a in new}) > 1  # the seeds do draw
