@@ -355,3 +355,18 @@ def test_the_batch_decoder_draws_through_the_sampler_the_same_tokens_as_before(t
     old = [dec.answer(prompts, seed=seed) for seed in range(6)]
     assert new == old
     assert temperature == 0 or len({tuple(map(tuple, a)) for a in new}) > 1  # the seeds do draw
+
+
+# ------------------------------------------------------------------------- training
+def test_train_with_max_len_below_every_example_says_so(tiny, tmp_path):
+    """Before: "0 examples are too few to keep 5% held out; distill more"."""
+    from kangaroo_lab.distill import CORPUS_FORMAT, Example, save_corpus_npz, tokenizer_signature
+    from kangaroo_lab.training import TrainConfig, train_adapter
+
+    header = {"format": CORPUS_FORMAT, "model": tiny.name, "tokenizer": tokenizer_signature(tiny)}
+    examples = [Example(f"q{i}#1", "qa", tuple(range(3, 3 + 20 + i)), (5, 6, 7)) for i in range(11)]
+    corpus = save_corpus_npz(header, examples, tmp_path / "c.npz")
+    config = TrainConfig(max_len=24, steps=1, eval_every=1, eval_sequences=2, accept_prompts=1, accept_tokens=4)
+    message = r"--max-len\) 24 is below every example: the shortest prompt is 20 tokens.* --max-len 38 all of them"
+    with pytest.raises(ValueError, match=message):
+        train_adapter(tiny, corpus, tmp_path / "out", config, progress=False)
