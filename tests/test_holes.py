@@ -370,3 +370,26 @@ def test_train_with_max_len_below_every_example_says_so(tiny, tmp_path):
     message = r"--max-len\) 24 is below every example: the shortest prompt is 20 tokens.* --max-len 38 all of them"
     with pytest.raises(ValueError, match=message):
         train_adapter(tiny, corpus, tmp_path / "out", config, progress=False)
+
+
+# ------------------------------------------------------------------------- the corpora registry
+def test_the_corpora_registry_is_a_packaged_asset_that_parsers_read():
+    """Before: about 440 lines of corpora.py were the registry written as code."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    from kangaroo_lab import corpora
+
+    root = Path(corpora.__file__).parent
+    registry = json.loads((root / "assets" / corpora.REGISTRY_FILE).read_text())
+    assert [e["name"] for e in registry["sources"]] == list(corpora.SOURCES)
+    for entry in registry["sources"]:
+        source = corpora.SOURCES[entry["name"]]
+        assert corpora.PARSERS[entry["parser"]] is source.parse and source.commit == entry["commit"]
+    assert sum(len(s.files) for s in corpora.SOURCES.values()) == 1158
+    assert len(corpora.T0_TEMPLATES) == 139
+    pyproject = tomllib.loads((root.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["kangaroo_lab"]
+    assert any(fnmatch.fnmatch(f"assets/{corpora.REGISTRY_FILE}", p) for p in patterns)
+    assert len((root / "corpora.py").read_text().splitlines()) < 700
