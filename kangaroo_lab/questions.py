@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from .models import check_text
+
 CATEGORIES = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
 """Spec-Bench's six kinds of work, used by the training prompts and the mini-bench alike."""
 
@@ -140,7 +142,20 @@ def _read_text(path: str | Path) -> str:
             f"No question file at {path}. Check the path; Spec-Bench's questions are "
             "data/spec_bench/question.jsonl in its repository, and load_minibench() needs no file."
         )
-    return path.read_text(encoding="utf-8")
+    return read_text_file(path)
+
+
+def read_text_file(path: str | Path) -> str:
+    """A text file's content; a file that is not UTF-8 raises a ValueError naming the file and the line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text ({err.reason} at byte {err.start}); "
+            "convert the file to UTF-8, e.g. `iconv -f LATIN1 -t UTF-8`"
+        ) from None
 
 
 def jsonl_records(text: str, source: str) -> Iterator[tuple[str, int, object]]:
@@ -222,7 +237,7 @@ def _prompt_record(record: object, number: int) -> Question:
     elif "prompt" in record:
         if not isinstance(record["prompt"], str) or not record["prompt"].strip():
             raise ValueError(f'"prompt" must be a non-empty string, got {_short(record["prompt"])}')
-        turns = (record["prompt"],)
+        turns = (check_text(record["prompt"], '"prompt"'),)
     else:
         raise ValueError(f'expected a "prompt" string or a "turns" list; keys are {sorted(record)}')
     question_id = record.get("id", record.get("question_id", number))
@@ -240,7 +255,7 @@ def _sharegpt_record(record: object, number: int) -> Question | None:
         ):
             raise ValueError(f'each message must look like {{"from": "human", "value": "..."}}, got {_short(message)}')
         if message["from"].lower() in _HUMAN_ROLES and message["value"].strip():
-            turns.append(message["value"])
+            turns.append(check_text(message["value"], f"the message of {message['from']!r}"))
     if not turns:
         return None
     return Question(_check_id(record.get("id", number)), "sharegpt", tuple(turns))
@@ -252,6 +267,7 @@ def _check_turns(turns: object) -> tuple[str, ...]:
     for i, turn in enumerate(turns, start=1):
         if not isinstance(turn, str) or not turn.strip():
             raise ValueError(f"turn {i} must be a non-empty string, got {_short(turn)}")
+        check_text(turn, f"turn {i}")
     return tuple(turns)
 
 

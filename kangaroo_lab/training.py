@@ -133,6 +133,24 @@ def split_corpus(examples: list[Example], heldout: float) -> tuple[list[Example]
     return train, held
 
 
+MIN_ANSWER_TOKENS = 8  # an example is trained on when max_len holds its prompt and this much of its answer
+
+
+def fitting(examples: list[Example], max_len: int) -> list[Example]:
+    """The examples whose prompt plus `MIN_ANSWER_TOKENS` answer tokens fit in `max_len`; a ValueError
+    saying which max_len would keep them when it fits none."""
+    fits = [e for e in examples if len(e.prompt_ids) + MIN_ANSWER_TOKENS <= max_len]
+    if examples and not fits:
+        need = sorted(len(e.prompt_ids) + MIN_ANSWER_TOKENS for e in examples)
+        raise ValueError(
+            f"max_len (--max-len) {max_len} is below every example: the shortest prompt is "
+            f"{need[0] - MIN_ANSWER_TOKENS} tokens, and a sequence holds its prompt and at least "
+            f"{MIN_ANSWER_TOKENS} answer tokens. --max-len {need[len(need) // 2]} keeps half of the "
+            f"{len(need)} examples, --max-len {need[-1]} all of them"
+        )
+    return fits
+
+
 def make_batch(examples: list[Example], max_len: int, pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded tokens (B, T) and a mask (B, T) of positions whose next token is in the answer.
 
@@ -321,7 +339,7 @@ def train_adapter(
     check_exit_layer(config.exit_layer, model.config.n_layers)
     out = Path(out)
     corpora = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
-    fits = [e for e in load_corpus(corpora, model) if len(e.prompt_ids) + 8 <= config.max_len]
+    fits = fitting(load_corpus(corpora, model), config.max_len)
     train, held = split_corpus(fits, config.heldout)
     held = random.Random(config.seed).sample(held, len(held))  # the corpus is sorted by length: mix it
     held_eval = held[: config.eval_sequences]
