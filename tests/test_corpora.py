@@ -8,14 +8,11 @@ from collections import Counter
 
 import pytest
 
-from kangaroo_lab import corpora
+from kangaroo_lab import corpora, mixing
 from kangaroo_lab.cli import main
 from kangaroo_lab.corpora import (
     CATEGORIES,
-    MixOptions,
     Source,
-    build_mix,
-    manifest_path,
     parse_gsm8k,
     parse_nq_open,
     parse_oasst_prompts,
@@ -24,6 +21,7 @@ from kangaroo_lab.corpora import (
     parse_t0_template,
     sha256,
 )
+from kangaroo_lab.mixing import MixOptions, build_mix, manifest_path
 from kangaroo_lab.questions import load_minibench, load_questions
 
 PASSAGE = (
@@ -268,7 +266,7 @@ def test_translation_prompts_come_from_passages(tmp_path):
     )
     turns = [q.turns[0] for q in load_questions(tmp_path / "o.jsonl")]
     assert manifest["counts"]["translation"] == len(turns) == 6
-    assert all(any(lang in t for lang in corpora.TRANSLATION_LANGUAGES) for t in turns)
+    assert all(any(lang in t for lang in mixing.TRANSLATION_LANGUAGES) for t in turns)
     assert all("Elmsby" in t or "galleries" in t or "sailors" in t or "tourism" in t for t in turns)
 
 

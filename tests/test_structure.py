@@ -19,7 +19,7 @@ FLOORS = [
     ["graphs"],
     ["decoding"],
     ["metrics", "questions", "templates"],
-    ["corpora", "distill", "training"],
+    ["corpora", "mixing", "distill", "training"],
     ["bench"],
     ["plots"],
     ["costs", "explore", "render"],

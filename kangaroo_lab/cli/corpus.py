@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..corpora import MixOptions, build_mix, manifest_path
+from ..mixing import MixOptions, build_mix, manifest_path
 
 MIX_OPTIONS = ("max_chars", "min_chars", "max_words", "max_per_passage", "seed")
 """MixOptions fields the CLI exposes as --max-chars, ... (the quotas have --quota)."""
