@@ -22,10 +22,19 @@ from .tree import Tree, deepest, path_to, reachable
 class Sampler:
     """Temperature / top-p warping and seeded draws. temperature == 0 means greedy."""
 
-    def __init__(self, temperature: float, top_p: float, seed: int, device: torch.device):
+    def __init__(
+        self,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+    ):
+        """Draws come from a new generator seeded with `seed`, or from `generator` when given (seeded by
+        its owner: self-distillation draws from torch's default one, which `torch.manual_seed` seeds)."""
         self.temperature, self.top_p = temperature, top_p
         self.greedy = temperature == 0.0
-        self.generator = torch.Generator(device).manual_seed(seed)
+        self.generator = generator if generator is not None else torch.Generator(device).manual_seed(seed)
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(..., V) logits -> the distribution we sample from: softmax(logits / T), top-p truncated."""

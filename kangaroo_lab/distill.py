@@ -104,10 +104,9 @@ class BatchDecoder:
         self.model, self.engine = model, model.engine
         self.B, self.max_new = batch_size, max_new_tokens
         self.temperature, self.top_p = temperature, top_p
-        self.sampler = Sampler(temperature, top_p, 0, model.device)
         # draw from the generator `torch.manual_seed(seed)` seeds in answer(): the draws of the earlier
         # copy of this rule, and the one generator a CUDA graph's capture registers by itself
-        self.sampler.generator = _global_generator(model.device)
+        self.sampler = Sampler(temperature, top_p, 0, model.device, generator=_global_generator(model.device))
         self.graphs = model.device.type == "cuda" if graphs is None else graphs
         # with hundreds of rows a step is dominated by arithmetic, not launches: compiling (once per
         # cache width) buys little, so it is off by default
