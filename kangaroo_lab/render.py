@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from tqdm.auto import tqdm
+
 from .decoding import GenerationResult
 from .models import Model
 from .proposers import METHOD_TABLE
@@ -132,3 +134,8 @@ def stats_line(res: GenerationResult) -> str:
     if METHOD_TABLE[res.method].speculative:  # autoregressive decoding: one token per round, by definition
         line += f" | mean accepted {res.mean_accepted:.2f} tokens/round | {res.rounds} rounds"
     return f"{line} | stop: {res.stop_reason}"
+
+
+def progress_bar(items, show: bool, what: str, unit: str, total: int | None = None):
+    """`items` wrapped in a progress bar that says what is being done (a silent one when not `show`)."""
+    return tqdm(items, desc=what, unit=unit, total=total, disable=not show)
