@@ -30,6 +30,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .engine import MLP, Attention, KVStore, RMSNorm, Rotary, as_int, cache_window
@@ -157,7 +158,6 @@ class Adapter(nn.Module):
     # ------------------------------------------------------------------------------ save / load
     def save(self, folder, training: dict | None = None, dtype: torch.dtype = torch.bfloat16) -> Path:
         """Write adapter.safetensors (bf16 by default: half the size, and what GPUs run) + adapter.json."""
-        from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -265,7 +265,6 @@ def _check_checksum(folder: Path, meta: AdapterMeta, shipped: bool):
 
 def _read_weights(path: Path) -> dict:
     """The tensors of an adapter's weights file; a file that is not safetensors, or holds NaN or inf, is refused."""
-    from safetensors.torch import load_file
 
     try:
         state = load_file(str(path))

@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from importlib.resources import files as package_files
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .questions import CATEGORIES
 
 MIX_FORMAT = "kangaroo-lab-prompt-mix/1"
@@ -301,7 +303,6 @@ def sha256(data: bytes) -> str:
 
 def download(root: str | Path, sources: Iterable[Source], progress: bool = True) -> None:
     """Fetch the pinned files that are not yet under `root` (by commit), checking each sha256."""
-    from tqdm.auto import tqdm
 
     todo = [(s, p, h) for s in sources for p, h in s.files if not local_path(root, s, p).is_file()]
     for source, path, expected in tqdm(todo, desc="download", unit="file", disable=not progress or not todo):
@@ -339,7 +340,6 @@ def read_sources(
     root: str | Path, sources: list[Source], progress: bool = True
 ) -> tuple[list[Candidate], dict[str, list[dict]]]:
     """Parse every pinned file: the candidates, and per source a list of {path, sha256, records}."""
-    from tqdm.auto import tqdm
 
     candidates: list[Candidate] = []
     read: dict[str, list[dict]] = {}

@@ -38,10 +38,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .accept import Sampler
 from .decoding import check_sampling
+from .graphs import GraphOptions, capture, compiled_call
 from .questions import Question, jsonl_records, read_text_file
 
 CORPUS_FORMAT = "kangaroo-lab-corpus/1"
@@ -96,7 +99,6 @@ class BatchDecoder:
         graphs: bool | None = None,
         compile: bool = False,
     ):
-        from .graphs import GraphOptions, compiled_call
 
         check_sampling(temperature, top_p)
         if batch_size < 1 or max_new_tokens < 1 or max_prompt_tokens < 1:
@@ -197,8 +199,6 @@ class BatchDecoder:
 
     def _step(self, width: int):
         if width not in self.steps:
-            from .graphs import capture
-
             self.t.zero_()  # the capture's warm-up step runs for real: keep its writes in bounds
             self.slot.zero_()
             self.steps[width] = capture(self.model, lambda: self._decode(width), self.call)
@@ -253,7 +253,6 @@ def self_distill(
     Re-running with the same path resumes: answers already in the file are kept and not generated
     again; a file made with other settings or other questions is refused. Throughput (answers,
     tokens, seconds, turns skipped) is appended to `<path>.stats.jsonl`, one line per run."""
-    from tqdm.auto import tqdm
 
     check_sampling(temperature, top_p, seed)
     if batch_size < 1 or max_new_tokens < 1:
@@ -505,7 +504,6 @@ def merge_corpora(paths: list, out: str | Path) -> Path:
 
 def save_corpus_npz(header: dict, examples: list[Example], path: str | Path) -> Path:
     """The corpus as flat token arrays (uint16 when the vocabulary fits): compact, for transport."""
-    import numpy as np
 
     path = Path(path)
     flat = [t for e in examples for t in (*e.prompt_ids, *e.response_ids)]
@@ -523,7 +521,6 @@ def save_corpus_npz(header: dict, examples: list[Example], path: str | Path) -> 
 
 
 def _read_npz(path: Path) -> tuple[dict, list[Example]]:
-    import numpy as np
 
     try:
         with np.load(path) as z:

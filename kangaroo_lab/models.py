@@ -30,8 +30,18 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from .engine import PRESETS, SUPPORTED_ARCHITECTURES, ModelConfig, Transformer, as_int, build_engine, random_state_dict
+from .engine import (
+    PRESETS,
+    SUPPORTED_ARCHITECTURES,
+    ModelConfig,
+    Transformer,
+    as_int,
+    build_engine,
+    random_state_dict,
+    with_prefix,
+)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -147,9 +157,10 @@ class Model:
 
     def to_hf(self):
         """The same weights as a transformers `*ForCausalLM` (for baselines and parity tests)."""
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        from .engine import with_prefix
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+        )  # heavy (~0.8 s): only when a transformers copy is asked for
 
         hf_cfg = self.config.to_hf()
         cfg = AutoConfig.for_model(hf_cfg.pop("model_type"), **hf_cfg)
@@ -423,7 +434,7 @@ def _process_alive(pid: int) -> bool:
 
 def convert_gguf(gguf: Path, folder: Path, stamp: dict | None = None) -> Path:
     """Dequantize a GGUF file through transformers and save config, fp32 safetensors and tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy (~0.8 s): only when a GGUF is converted
 
     print(f"kangaroo-lab: converting {gguf.name} once (about 30 s on a small CPU) -> {folder}", file=sys.stderr)
     try:
@@ -451,7 +462,6 @@ def write_cache(folder: Path, state_dict: dict, config: dict, tokenizer, stamp: 
     (`output_fingerprint`) stored, then one rename puts it in place. An error or an interrupt
     removes the temporary folder; a crash leaves no half-written cache, only a folder the next load
     sweeps."""
-    from safetensors.torch import load_file, save_file
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-{os.getpid()}-"))
@@ -489,7 +499,7 @@ def _load_folder(name: str, folder: Path, device, dtype, source: str = "", check
 
     `check(engine, tokenizer)`, when given, runs on the weights as stored (on the CPU, before they
     move to `device` and `dtype`) and raises when they are not fit to use."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy (~0.8 s): loaded with the first model, not with the package
 
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
@@ -513,7 +523,6 @@ def _load_folder(name: str, folder: Path, device, dtype, source: str = "", check
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
 
     files = sorted(folder.glob("*.safetensors"))
     if files:
@@ -545,7 +554,7 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def _download(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # only for hub ids, never for the embedded model
 
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model"]))
@@ -558,8 +567,8 @@ def _download(repo_id: str) -> Path:
 
 def tiny_tokenizer():
     """A byte-level tokenizer built in code: 256 byte tokens + <|im_start|>, <|im_end|>, <|endoftext|>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # with transformers: only for tiny-random
+    from transformers import PreTrainedTokenizerFast  # heavy (~0.8 s): only for tiny-random
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))

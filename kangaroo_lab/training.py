@@ -46,8 +46,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .adapter import DEFAULT_EXIT_LAYER, Adapter, check_exit_layer, load_adapter, new_adapter, shipped_adapter_dir
+from .decoding import generate
 from .distill import Example, read_corpus_file, tokenizer_signature
 from .models import Model
 
@@ -301,7 +303,6 @@ def acceptance_by_position(
 
     accept_by_position[i-1] = share of i-th drafts that were accepted, i.e. the chance that the
     first i drafts of a round are all accepted (the paper's acceptance rate by position)."""
-    from .decoding import generate
 
     reached, accepted, lengths = [0] * max_draft, [0] * max_draft, []
     for e in examples:
@@ -329,8 +330,10 @@ def train_adapter(
     its report and its curves to `out`.
 
     Resumes from `out/checkpoint.pt` when it exists (and was made with the same config)."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from tqdm.auto import tqdm
+    from accelerate import (
+        Accelerator,
+        DistributedDataParallelKwargs,
+    )  # loads transformers-sized deps: only when training
 
     mixed = "bf16" if model.dtype == torch.bfloat16 else "no"  # fp32 master weights, bf16 compute
     # RoPE tables and caches are buffers sized by each rank's batch: nothing for DDP to broadcast
@@ -436,7 +439,7 @@ def _autocast(model: Model):
 
 
 def _report(model, adapter, train, held, config, history, minutes, tokens_seen, processes) -> dict:
-    import transformers
+    import transformers  # heavy (~0.8 s): only for the report's versions
 
     held_prompts = [e for e in held if e.example_id.endswith("#1")][: config.accept_prompts]
     final = history[-1]
