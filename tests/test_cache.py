@@ -83,7 +83,7 @@ def test_an_interrupted_conversion_leaves_no_cache_and_no_temporary_folder(tiny,
     """An error or Ctrl-C while writing: the temporary folder is removed, no cache appears, and the
     next load converts from scratch."""
     gguf, folder, conversions = cache
-    from safetensors import torch as st
+    from kangaroo_lab import models as st  # the module that writes the cache
 
     save = st.save_file
 
