@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kangaroo-lab-installed
 
-.PHONY: demo test setup figures lab
+.PHONY: demo test setup figures lab browser
 
 setup: $(STAMP)
 
@@ -21,12 +21,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/kangaroo-lab demo
 
-# lint and format check, unit tests, then every notebook top to bottom in smoke mode (tiny settings, CPU)
-test: $(STAMP)
+# lint and format check, unit tests, then every notebook top to bottom in smoke mode (tiny settings, CPU),
+# each pytest run over JOBS processes (pytest-xdist). The browser test needs a Chromium: installed here
+# when missing and we are root with apt-get, otherwise a message; the notebooks run even when a test
+# failed, and `make test` then fails.
+JOBS ?= 2
+test: $(STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q tests
-	KANGAROO_LAB_SMOKE=1 $(PY) -m pytest -q --nbmake notebooks
+	status=0; \
+	$(PY) -m pytest -q -n $(JOBS) --dist loadgroup tests || status=$$?; \
+	KANGAROO_LAB_SMOKE=1 $(PY) -m pytest -q -n $(JOBS) --nbmake notebooks || status=$$?; \
+	exit $$status
+
+# the Chromium that tests/test_browser.py drives (Debian's package; Playwright's own download is not used)
+browser:
+	bash scripts/install_browser.sh
 
 # the tutorials in JupyterLab
 lab: $(STAMP)

@@ -6,7 +6,7 @@ all cells, then moves the panels' controls as a user would and checks that the p
 follow. It stops the server and its kernels by their process ids, also when a test fails.
 
 Needs Playwright (the dev extra) and a Chromium: `apt-get install chromium-headless-shell` on
-Debian (`.ci/run` installs it), or point KANGAROO_LAB_CHROMIUM at any Chromium or Chrome binary.
+Debian (`make test` installs it as root), or point KANGAROO_LAB_CHROMIUM at any Chromium or Chrome binary.
 Playwright's own browser download is not used.
 
 Screenshots of both panels go to $KANGAROO_LAB_SCREENSHOTS (default outputs/screenshots/), and a
@@ -43,7 +43,8 @@ try:
 except ImportError:  # the `browser` fixture fails and says what to install
     sync_playwright = None
 
-pytestmark = pytest.mark.browser
+# one JupyterLab and one browser for both tests: under pytest-xdist (`make test`) both run in one process
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "figures" / "data"
@@ -53,7 +54,7 @@ NB_STEP = "04_double_early_exit_step_by_step.ipynb"
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 INSTALL_BROWSER = (
     "no Chromium found for the browser test. Install one: `apt-get install chromium-headless-shell` "
-    "(Debian, as root; `.ci/run` does this), or set KANGAROO_LAB_CHROMIUM=/path/to/chromium"
+    "(Debian, as root; `make test` does this), or set KANGAROO_LAB_CHROMIUM=/path/to/chromium"
 )
 INSTALL_PLAYWRIGHT = "Playwright is missing: pip install -e '.[dev]' (or pip install playwright)"
 

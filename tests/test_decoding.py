@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from kangaroo_lab import decoding, generate, new_adapter
+from kangaroo_lab import decoding, generate, load_adapter, new_adapter
 from kangaroo_lab.questions import load_minibench
 from kangaroo_lab.templates import training_prompts
 from kangaroo_lab.accept import Sampler, sample_accept
@@ -96,46 +96,55 @@ def test_greedy_trees_and_lookup_equal_ar_tiny_random(tiny, method, options):
 
 
 SMOL_SETTINGS = [(2, "attention", 0.6, 6), (28, "none", 0.0, 4), (29, "attention", 0.3, 8), (15, "none", 0.6, 3)]
+SMOL_TREES = [  # in the order of the mini-bench's categories: each method on one copying category (summary, rag)
+    ("kangaroo-tree", dict(top_k=4, node_budget=32, max_draft=4)),  # mt_bench
+    ("pld", dict(lookup_tokens=4, n_max=2)),  # translation
+    ("pld", dict(lookup_tokens=16)),  # summarization
+    ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=6, threshold=0.1, early_exit="host")),  # qa
+    ("kangaroo+lookup", dict(top_k=8, node_budget=48, max_draft=4, lookup_tokens=16, threshold=0.05)),  # math
+    ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3, lookup_tokens=8)),  # rag
+]
+SMOL_TOKENS = 32
+
+
+@pytest.fixture(scope="module")
+def smol_answers(smol):
+    """One mini-bench question per category and its greedy AR answer, computed once for both tests below."""
+    questions = load_minibench()[3::10]
+    return [(q, generate(smol, q.turns[0], method="ar", max_new_tokens=SMOL_TOKENS).token_ids) for q in questions]
 
 
 @pytest.mark.slow
-def test_greedy_kangaroo_equals_ar_smollm2(smol):
-    """12 mini-bench prompts, each under one of four (exit layer, threshold, max_draft) settings."""
+def test_greedy_kangaroo_equals_ar_smollm2(smol, smol_answers):
+    """Four (exit layer, variant, threshold, max_draft) settings over the six categories of the
+    mini-bench, one generation per category."""
     adapters = {s: new_adapter(smol, s[0], s[1]) for s in SMOL_SETTINGS}
     full_rounds = 0
-    for i, q in enumerate(load_minibench()[:48:4]):
+    for i, (q, ar) in enumerate(smol_answers):
         setting = SMOL_SETTINGS[i % len(SMOL_SETTINGS)]
-        ar = generate(smol, q.turns[0], method="ar", max_new_tokens=24)
         kg = generate(
-            smol, q.turns[0], adapter=adapters[setting], threshold=setting[2], max_draft=setting[3], max_new_tokens=24
+            smol,
+            q.turns[0],
+            adapter=adapters[setting],
+            threshold=setting[2],
+            max_draft=setting[3],
+            max_new_tokens=SMOL_TOKENS,
         )
-        assert kg.token_ids == ar.token_ids, (q.question_id, setting)
+        assert kg.token_ids == ar, (q.question_id, setting)
         full_rounds += sum(r.accepted == len(r.drafts) > 0 for r in kg.trace)
     assert full_rounds > 0  # rounds where every draft was accepted (bonus token + adapter gap) were covered
 
 
 @pytest.mark.slow
-def test_greedy_trees_and_lookup_equal_ar_smollm2(smol):
-    """The shipped adapter (trained, exit layer 2) drafting trees, prompt lookup and the hybrid on
-    mini-bench prompts of every category, under two settings each."""
-    from kangaroo_lab import load_adapter
-
+def test_greedy_trees_and_lookup_equal_ar_smollm2(smol, smol_answers):
+    """The shipped adapter (trained, exit layer 2) drafting trees, prompt lookup and the hybrid: six
+    settings, each on its own category of the mini-bench (every setting and every category once)."""
     adapter = load_adapter(smol)
-    settings = [
-        ("pld", dict(lookup_tokens=16)),
-        ("pld", dict(lookup_tokens=4, n_max=2)),
-        ("kangaroo-tree", dict(top_k=4, node_budget=32, max_draft=4)),
-        ("kangaroo-tree", dict(top_k=2, node_budget=16, max_draft=6, threshold=0.1, early_exit="host")),
-        ("kangaroo+lookup", dict(top_k=4, node_budget=16, max_draft=3, lookup_tokens=8)),
-        ("kangaroo+lookup", dict(top_k=8, node_budget=48, max_draft=4, lookup_tokens=16, threshold=0.05)),
-    ]
     branches = 0
-    for i, q in enumerate(load_minibench()[3::10]):  # one question per category
-        ar = generate(smol, q.turns[0], method="ar", max_new_tokens=32)
-        for method, options in settings[i % 2 :: 2]:
-            res = generate(smol, q.turns[0], adapter=adapter, method=method, max_new_tokens=32, **options)
-            assert res.token_ids == ar.token_ids, (q.question_id, method, options)
-            branches += whole_branches(res)
+    for (q, ar), (method, options) in zip(smol_answers, SMOL_TREES, strict=True):
+        res = generate(smol, q.turns[0], adapter=adapter, method=method, max_new_tokens=SMOL_TOKENS, **options)
+        assert res.token_ids == ar, (q.question_id, method, options)
+        branches += whole_branches(res)
     assert branches > 0
 
 
@@ -209,23 +218,46 @@ def test_stops_at_eos_like_ar(tiny):
 
 
 # ------------------------------------------------------------------------------- sampling
+def pooled(probs: torch.Tensor, n: int, min_expected: float = 5.0) -> torch.Tensor:
+    """The categories kept apart at n samples (expected >= min_expected times); the rest form one bin."""
+    return probs.double() * n >= min_expected
+
+
+def critical_value(df: int) -> float:
+    """The chi-square quantile at 1 - 1e-3 (Wilson-Hilferty approximation)."""
+    z = 3.0902  # standard normal quantile at 1 - 1e-3
+    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
 def chi_square(samples: list[int], probs: torch.Tensor, min_expected: float = 5.0) -> tuple[float, float]:
     """Pearson's statistic of samples against exact probabilities, and its critical value at alpha = 1e-3.
 
-    Categories expected fewer than `min_expected` times are pooled into one bin. The critical value
-    uses the Wilson-Hilferty approximation of the chi-square quantile."""
+    Categories expected fewer than `min_expected` times are pooled into one bin."""
     n = len(samples)
     counts = torch.bincount(torch.tensor(samples), minlength=probs.numel()).double()
     expected = probs.double() * n
-    big = expected >= min_expected
+    big = pooled(probs, n, min_expected)
     obs = torch.cat([counts[big], counts[~big].sum().view(1)])
     exp = torch.cat([expected[big], expected[~big].sum().view(1)])
     keep = exp > 0
     stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum().item()
-    df = int(keep.sum()) - 1
-    z = 3.0902  # standard normal quantile at 1 - 1e-3
-    crit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
-    return stat, crit
+    return stat, critical_value(int(keep.sum()) - 1)
+
+
+def detectable_divergence(df: int, n: int, power: float = 0.9, draws: int = 200_000) -> float:
+    """The chi-square divergence sum((q - p)^2 / p) over the bins that Pearson's test at n samples
+    (df degrees of freedom, alpha = 1e-3) detects with probability `power`: under q the statistic is
+    about noncentral chi-square with noncentrality n * divergence. Seeded Monte Carlo and bisection."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        z = torch.randn(draws, dtype=torch.float64)
+        rest = torch.distributions.Chi2(torch.tensor(df - 1.0, dtype=torch.float64)).sample((draws,))
+    crit, lo, hi = critical_value(df), 0.0, 10.0 * df
+    for _ in range(40):
+        lam = (lo + hi) / 2
+        caught = ((z + math.sqrt(lam)) ** 2 + rest > crit).double().mean().item()
+        lo, hi = (lam, hi) if caught < power else (lo, lam)
+    return hi / n
 
 
 def sample(model, adapter, prompt, n, method="kangaroo", **kw):
@@ -239,7 +271,13 @@ METHOD_SAMPLING = {  # the paper's chain (drafts drawn from q), prompt lookup, a
     "pld": dict(lookup_tokens=3, n_max=2),
     "kangaroo-tree": dict(threshold=0.0, top_k=3, node_budget=10, max_draft=3),
 }
+# Power of the exact tests below (`chi_square`: pooled bins, alpha = 1e-3) at N_SAMPLES = 3000, from
+# the noncentral chi-square (`detectable_divergence`): with 90% probability they fail for any
+# distribution of the 2nd token whose chi-square divergence from the exact marginal over the test's
+# bins is >= 0.027 (108 dof), of the 3rd token >= 0.029 (127 dof). Since that divergence is >= 4 TV^2,
+# any shift of total variation >= 0.082 (2nd token) / 0.085 (3rd) between the bins is caught.
 N_SAMPLES = 3000
+STATED_POWER = {1: 0.027, 2: 0.029}  # position -> chi-square divergence caught with 90% power at N_SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -249,8 +287,34 @@ def sampling_setup(tiny):
     return prompt, new_adapter(tiny, 3, "none"), exact
 
 
+def test_the_sampling_tests_have_their_stated_power(sampling_setup):
+    """The numbers in the comment above N_SAMPLES, recomputed from the exact marginals."""
+    _, _, marginals = sampling_setup
+    for position, exact in zip((1, 2), marginals):
+        big = pooled(exact, N_SAMPLES)
+        df = int(big.sum()) + bool((~big).any()) - 1
+        assert detectable_divergence(df, N_SAMPLES) == pytest.approx(STATED_POWER[position], abs=0.001)
+
+
+@pytest.fixture(scope="module")
+def next_logits(tiny):
+    """The target's logits (V,) after a token sequence, memoised. The patched lookups below ask for
+    the continuation of the same few prefixes in many samples (all start from one prompt, and the
+    first token has ~100 likely values): each is computed once per test module, not once per
+    proposed token of each sample."""
+    memo: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def logits(seq: tuple[int, ...]) -> torch.Tensor:
+        if seq not in memo:
+            with torch.inference_mode():
+                memo[seq] = tiny.engine.head(tiny.engine.hidden_states(torch.tensor([seq]))[-1])[0, -1]
+        return memo[seq]
+
+    return logits
+
+
 @pytest.fixture
-def greedy_lookup(tiny, monkeypatch):
+def greedy_lookup(next_logits, monkeypatch):
     """Prompt lookup whose 'match' is the target's own greedy continuation of the committed tokens.
 
     On the random tiny model real n-gram matches are rarely accepted, which would leave a sampling
@@ -259,17 +323,17 @@ def greedy_lookup(tiny, monkeypatch):
     from kangaroo_lab.lookup import PromptLookup
 
     def propose(self):
-        seq = list(self.tokens)
-        with torch.inference_mode():
-            for _ in range(self.lookup_tokens):
-                seq.append(int(tiny.engine.head(tiny.engine.hidden_states(torch.tensor([seq]))[-1])[0, -1].argmax()))
-        return seq[len(self.tokens) :], 1
+        seq = tuple(self.tokens)
+        for _ in range(self.lookup_tokens):
+            seq += (int(next_logits(seq).argmax()),)
+        return list(seq[len(self.tokens) :]), 1
 
     monkeypatch.setattr(PromptLookup, "propose", propose)
 
 
 @pytest.mark.parametrize("method", list(METHOD_SAMPLING))
 def test_sampling_matches_target_distribution(tiny, sampling_setup, method, request):
+    """Tokens 2 and 3 of 3000 samples against their exact marginals (power: see N_SAMPLES)."""
     prompt, adapter, (m1, m2) = sampling_setup
     if method == "pld":
         request.getfixturevalue("greedy_lookup")
@@ -309,27 +373,38 @@ def broken_rule(update_residual: bool = True, accept_all: bool = False):
     return rule
 
 
-@pytest.mark.parametrize(
-    "method,broken",
-    [
-        ("kangaroo", broken_rule(accept_all=True)),
-        ("kangaroo", broken_rule(update_residual=False)),  # a chain: resampling from p instead of norm(max(p - q, 0))
-        ("pld", broken_rule(accept_all=True)),
-        ("kangaroo-tree", broken_rule(update_residual=False)),  # siblings tried against a stale residual
-    ],
-)
-def test_the_same_test_catches_a_broken_rule(tiny, sampling_setup, monkeypatch, method, broken, request):
+# (method, broken rule, samples): a control whose shift is large runs on fewer samples than the exact
+# test; caught there, it is caught a fortiori at N_SAMPLES (for a fixed shift the statistic grows with n).
+# Measured on the 2nd token: statistic / critical value, the chi-square divergence it implies,
+# (statistic - dof) / n, and the exact test's power against that divergence at N_SAMPLES:
+BROKEN_RULES = {
+    # every draft accepted: 428 / 92 at 1,000 samples (54 dof): divergence ~0.37, power 1.000
+    "kangaroo-accept-all": ("kangaroo", broken_rule(accept_all=True), 1000),
+    # a rejected draft resampled from p instead of norm(max(p - q, 0)): 230 / 159 at 3,000 (108 dof):
+    # ~0.041, power 0.998; the smallest shift of these controls, so it keeps every sample
+    "kangaroo-residual-not-updated": ("kangaroo", broken_rule(update_residual=False), N_SAMPLES),
+    # every lookup token accepted: 534 / 50 at 500 samples (23 dof): ~1.0, power 1.000
+    "pld-accept-all": ("pld", broken_rule(accept_all=True), 500),
+    # siblings tried against a stale residual: 347 / 159 at 3,000 (108 dof): ~0.080, power 1.000
+    "kangaroo-tree-residual-not-updated": ("kangaroo-tree", broken_rule(update_residual=False), N_SAMPLES),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_RULES))
+def test_the_same_test_catches_a_broken_rule(tiny, sampling_setup, monkeypatch, name, request):
+    """The controls: the exact test's chi-square on the 2nd token fails once `sample_accept` is broken."""
+    method, broken, n = BROKEN_RULES[name]
     prompt, adapter, (m1, m2) = sampling_setup
     if method == "pld":
         request.getfixturevalue("greedy_lookup")
     monkeypatch.setattr(decoding, "sample_accept", broken)
-    out = sample(tiny, adapter, prompt, N_SAMPLES, method, **SAMPLING, **METHOD_SAMPLING[method])
+    out = sample(tiny, adapter, prompt, n, method, **SAMPLING, **METHOD_SAMPLING[method])
     stat, crit = chi_square([r.token_ids[1] for r in out], m1)
-    assert stat > crit, f"the broken rule went unnoticed on {method}: chi2 {stat:.1f} < {crit:.1f}"
+    assert stat > crit, f"the broken rule went unnoticed: {name}: chi2 {stat:.1f} < {crit:.1f}"
 
 
 @pytest.fixture
-def rejected_then_greedy_lookup(tiny, monkeypatch):
+def rejected_then_greedy_lookup(tiny, next_logits, monkeypatch):
     """Prompt lookup that proposes, in a generation's first round, a token the target gives probability
     0 (its least likely token, outside top-p): a guaranteed rejection; in later rounds, the target's
     greedy continuation (often accepted). The 3rd generated token then always comes from round 2,
@@ -340,16 +415,15 @@ def rejected_then_greedy_lookup(tiny, monkeypatch):
 
     def propose(self):
         self.rounds = getattr(self, "rounds", 0) + 1
-        seq = list(self.tokens)
-        with torch.inference_mode():
-            for _ in range(self.lookup_tokens):
-                logits = tiny.engine.head(tiny.engine.hidden_states(torch.tensor([seq]))[-1])[0, -1]
-                if self.rounds == 1 and len(seq) == len(self.tokens):
-                    seq.append(int(logits.argmin()))
-                    assert sampler.probs(logits)[seq[-1]] == 0.0  # a guaranteed rejection
-                else:
-                    seq.append(int(logits.argmax()))
-        return seq[len(self.tokens) :], 1
+        seq = tuple(self.tokens)
+        for _ in range(self.lookup_tokens):
+            logits = next_logits(seq)
+            if self.rounds == 1 and len(seq) == len(self.tokens):
+                seq += (int(logits.argmin()),)
+                assert sampler.probs(logits)[seq[-1]] == 0.0  # a guaranteed rejection
+            else:
+                seq += (int(logits.argmax()),)
+        return list(seq[len(self.tokens) :]), 1
 
     monkeypatch.setattr(PromptLookup, "propose", propose)
 
@@ -379,7 +453,8 @@ def test_sampling_after_a_rejection_matches_target_distribution(
     tiny, sampling_setup, monkeypatch, method, broken, request
 ):
     """The 3rd token, drawn in a round that follows a rejection, is distributed as the target's
-    (exact marginal); and the same test fails when positions are not rewound after the rejection."""
+    (exact marginal; power: see N_SAMPLES); and the same test fails when positions are not rewound
+    after the rejection (statistic 335 / 182 at 3,000 samples, 127 dof: chi-square divergence ~0.069, power 1.000)."""
     prompt, adapter, (_, m2) = sampling_setup
     if method == "pld":
         request.getfixturevalue("rejected_then_greedy_lookup")
