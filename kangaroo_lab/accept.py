@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .options import DecodeOptions
 from .tree import Tree, deepest, path_to, reachable
 
 
@@ -35,6 +36,16 @@ class Sampler:
         self.temperature, self.top_p = temperature, top_p
         self.greedy = temperature == 0.0
         self.generator = generator if generator is not None else torch.Generator(device).manual_seed(seed)
+
+    @classmethod
+    def from_options(cls, opts: DecodeOptions, device: torch.device) -> "Sampler":
+        """The sampler (and so the acceptance rule) a generation with options `opts` runs with."""
+        return cls(opts.temperature, opts.top_p, opts.seed, device)
+
+    def accept(self, tokens: list[int], parents: list[int], valid: list[bool], p: torch.Tensor, q):
+        """A sampled round's acceptance on the host: recursive rejection sampling (`sample_accept`).
+        Greedy rounds accept on the device instead (`greedy_accept`, inside the captured round)."""
+        return sample_accept(tokens, parents, valid, p, q, self)
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(..., V) logits -> the distribution we sample from: softmax(logits / T), top-p truncated."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .accept import Sampler, sample_accept
+from .accept import Sampler
 from .adapter import Adapter, _check_fits
 from .engine import cache_slots, sync
 from .graphs import GraphOptions, ar_graph, captured_round_steps
@@ -200,12 +200,12 @@ def speculative(model: Model, steps, prompt: list[int], sampler: Sampler, out: _
 
 
 def sample_round(steps, d: int, sampler: Sampler):
-    """Verify the tree of a round with d levels drafted, accept by `sample_accept`, commit."""
+    """Verify the tree of a round with d levels drafted, accept on the host (`Sampler.accept`), commit."""
     n, buf = steps.layout.nodes(d), steps.buf
     p = sampler.probs(steps.verify(d))  # (n, V)
     host = torch.cat([buf.tokens[:n], buf.parents[:n], buf.valid[:n].long()]).tolist()  # host sync: the tree
-    path, token, syncs = sample_accept(
-        host[:n], host[n : 2 * n], [bool(v) for v in host[2 * n :]], p, steps.q[:n] if steps.sampled else None, sampler
+    path, token, syncs = sampler.accept(
+        host[:n], host[n : 2 * n], [bool(v) for v in host[2 * n :]], p, steps.q[:n] if steps.sampled else None
     )
     steps.syncs += 1 + syncs
     padded = torch.tensor(path + [0] * (steps.max_depth + 1 - len(path)), device=buf.base.device)
@@ -294,7 +294,7 @@ def generate(
     prompt_ids = model.encode(prompt, chat=chat)
     check_context(model, len(prompt_ids), opts.max_new_tokens, layout.size if layout else 0)
     reserve_caches(model, adapter, len(prompt_ids) + opts.max_new_tokens, layout.size if layout else 0)
-    sampler = Sampler(opts.temperature, opts.top_p, opts.seed, model.device)
+    sampler = Sampler.from_options(opts, model.device)
     out = _Output(opts.max_new_tokens, model.eos_token_ids)
     steps = None if layout is None else _round_steps(model, adapter, row, layout, opts, sampler, cuda_graphs)
     graphs = _ar_graph(model, opts, cuda_graphs) if layout is None else None

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from kangaroo_lab import decoding, generate, load_adapter, new_adapter
+from kangaroo_lab import accept, generate, load_adapter, new_adapter
 from kangaroo_lab.questions import load_minibench
 from kangaroo_lab.templates import training_prompts
 from kangaroo_lab.accept import Sampler, sample_accept
@@ -397,7 +397,7 @@ def test_the_same_test_catches_a_broken_rule(tiny, sampling_setup, monkeypatch, 
     prompt, adapter, (m1, m2) = sampling_setup
     if method == "pld":
         request.getfixturevalue("greedy_lookup")
-    monkeypatch.setattr(decoding, "sample_accept", broken)
+    monkeypatch.setattr(accept, "sample_accept", broken)  # where Sampler.accept looks it up
     out = sample(tiny, adapter, prompt, n, method, **SAMPLING, **METHOD_SAMPLING[method])
     stat, crit = chi_square([r.token_ids[1] for r in out], m1)
     assert stat > crit, f"the broken rule went unnoticed: {name}: chi2 {stat:.1f} < {crit:.1f}"
