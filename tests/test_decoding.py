@@ -385,8 +385,9 @@ BROKEN_RULES = {
     "kangaroo-residual-not-updated": ("kangaroo", broken_rule(update_residual=False), N_SAMPLES),
     # every lookup token accepted: 534 / 50 at 500 samples (23 dof): ~1.0, power 1.000
     "pld-accept-all": ("pld", broken_rule(accept_all=True), 500),
-    # siblings tried against a stale residual: 347 / 159 at 3,000 (108 dof): ~0.080, power 1.000
-    "kangaroo-tree-residual-not-updated": ("kangaroo-tree", broken_rule(update_residual=False), N_SAMPLES),
+    # siblings tried against a stale residual: 275 / 135 at 2,000 samples (88 dof): ~0.094 (347 / 159 at
+    # 3,000: ~0.080), power 1.000
+    "kangaroo-tree-residual-not-updated": ("kangaroo-tree", broken_rule(update_residual=False), 2000),
 }
 
 
